@@ -1,0 +1,206 @@
+"""The ``checkpoint`` state file: a ``CheckpointState`` proto in text format.
+
+::
+
+    model_checkpoint_path: "ckpt-3"
+    all_model_checkpoint_paths: "ckpt-2"
+    all_model_checkpoint_paths: "ckpt-3"
+    all_model_checkpoint_timestamps: 1795497185.4494793
+    last_preserved_timestamp: 1795497184.4300873
+
+Fields (``tensorflow/python/training/checkpoint_state.proto``, rule C-ST-1):
+1 ``model_checkpoint_path``, 2 ``all_model_checkpoint_paths`` (oldest first),
+3 ``all_model_checkpoint_timestamps``, 4 ``last_preserved_timestamp``.
+Relative paths are relative to the directory holding the file. Strings use
+protobuf's C-style escapes (``\\"``, ``\\\\``, octal ``\\ooo`` for other bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from ..errors import DataLossError, InvalidArgumentError
+
+__all__ = [
+    "CheckpointState",
+    "parse_checkpoint_state",
+    "format_checkpoint_state",
+    "get_checkpoint_state",
+    "latest_checkpoint",
+    "checkpoint_exists",
+    "STATE_FILENAME",
+]
+
+STATE_FILENAME = "checkpoint"
+_MAX_STATE_BYTES = 64 << 20
+
+
+@dataclass
+class CheckpointState:
+    model_checkpoint_path: str = ""
+    all_model_checkpoint_paths: list[str] = field(default_factory=list)
+    all_model_checkpoint_timestamps: list[float] = field(default_factory=list)
+    last_preserved_timestamp: float = 0.0
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<comment>\#[^\n]*)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*
+        (?: "(?P<dq>(?:[^"\\\n]|\\.)*)" | '(?P<sq>(?:[^'\\\n]|\\.)*)'
+          | (?P<num>[-+]?(?:inf|nan|[0-9.]+(?:[eE][-+]?[0-9]+)?)f?) )
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_SIMPLE_ESCAPES = {"n": 10, "r": 13, "t": 9, '"': 34, "'": 39, "\\": 92, "a": 7, "b": 8,
+                   "f": 12, "v": 11, "?": 63}
+
+
+def _unescape(text: str, where: int) -> str:
+    out = bytearray()
+    i = 0
+    raw = text.encode("utf-8")
+    while i < len(raw):
+        byte = raw[i]
+        if byte != 0x5C:
+            out.append(byte)
+            i += 1
+            continue
+        i += 1
+        if i >= len(raw):
+            raise DataLossError("dangling backslash in state file string", offset=where)
+        ch = chr(raw[i])
+        if ch in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[ch])
+            i += 1
+        elif ch in "01234567":
+            digits = re.match(rb"[0-7]{1,3}", raw[i:])
+            assert digits is not None
+            out.append(int(digits.group(), 8) & 0xFF)
+            i += len(digits.group())
+        elif ch in "xX":
+            digits = re.match(rb"[0-9a-fA-F]{1,2}", raw[i + 1 :])
+            if digits is None:
+                raise DataLossError("bad \\x escape in state file string", offset=where)
+            out.append(int(digits.group(), 16))
+            i += 1 + len(digits.group())
+        else:
+            raise DataLossError(f"unknown escape \\{ch} in state file string", offset=where)
+    return out.decode("utf-8", errors="surrogateescape")
+
+
+def _escape(text: str) -> str:
+    out = []
+    for byte in text.encode("utf-8", errors="surrogateescape"):
+        if byte == 0x0A:
+            out.append("\\n")
+        elif byte == 0x0D:
+            out.append("\\r")
+        elif byte == 0x09:
+            out.append("\\t")
+        elif byte == 0x22:
+            out.append('\\"')
+        elif byte == 0x27:
+            out.append("\\'")
+        elif byte == 0x5C:
+            out.append("\\\\")
+        elif byte < 0x20 or byte >= 0x7F:
+            out.append(f"\\{byte:03o}")
+        else:
+            out.append(chr(byte))
+    return "".join(out)
+
+
+def parse_checkpoint_state(text: str) -> CheckpointState:
+    """Parse the text format; unknown fields are an error, as in protobuf."""
+    state = CheckpointState()
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise DataLossError("cannot parse checkpoint state text", offset=pos)
+        pos = match.end()
+        if match.group("comment") is not None:
+            continue
+        name = match.group("name")
+        string = match.group("dq") if match.group("dq") is not None else match.group("sq")
+        number = match.group("num")
+        if name in ("model_checkpoint_path", "all_model_checkpoint_paths"):
+            if string is None:
+                raise DataLossError(f"{name} needs a quoted string", offset=match.start())
+            value = _unescape(string, match.start())
+            if name == "model_checkpoint_path":
+                state.model_checkpoint_path = value
+            else:
+                state.all_model_checkpoint_paths.append(value)
+        elif name in ("all_model_checkpoint_timestamps", "last_preserved_timestamp"):
+            if number is None:
+                raise DataLossError(f"{name} needs a number", offset=match.start())
+            seconds = float(number.rstrip("fF"))
+            if name == "last_preserved_timestamp":
+                state.last_preserved_timestamp = seconds
+            else:
+                state.all_model_checkpoint_timestamps.append(seconds)
+        else:
+            raise DataLossError(f"unknown field {name!r} in checkpoint state", offset=match.start())
+    return state
+
+
+def format_checkpoint_state(state: CheckpointState) -> str:
+    """Text format as ``text_format.MessageToString`` writes it (fields in number order)."""
+    lines = []
+    if state.model_checkpoint_path:
+        lines.append(f'model_checkpoint_path: "{_escape(state.model_checkpoint_path)}"')
+    lines.extend(f'all_model_checkpoint_paths: "{_escape(p)}"' for p in state.all_model_checkpoint_paths)
+    lines.extend(f"all_model_checkpoint_timestamps: {t!r}" for t in state.all_model_checkpoint_timestamps)
+    if state.last_preserved_timestamp:
+        lines.append(f"last_preserved_timestamp: {state.last_preserved_timestamp!r}")
+    return "".join(line + "\n" for line in lines)
+
+
+def get_checkpoint_state(
+    checkpoint_dir: str, latest_filename: str | None = None
+) -> CheckpointState | None:
+    """Read ``checkpoint_dir/checkpoint``; ``None`` if it is missing or unreadable.
+
+    Relative paths come back joined with ``checkpoint_dir``, as TF does.
+    """
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    path = os.path.join(checkpoint_dir, latest_filename or STATE_FILENAME)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_STATE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    if len(raw) > _MAX_STATE_BYTES:
+        return None
+    try:
+        state = parse_checkpoint_state(raw.decode("utf-8", errors="surrogateescape"))
+    except DataLossError:
+        return None
+    if not state.model_checkpoint_path:
+        raise InvalidArgumentError(f"Invalid checkpoint state loaded from {checkpoint_dir}", path=path)
+
+    def absolute(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)
+
+    state.model_checkpoint_path = absolute(state.model_checkpoint_path)
+    state.all_model_checkpoint_paths = [absolute(p) for p in state.all_model_checkpoint_paths]
+    return state
+
+
+def checkpoint_exists(prefix: str) -> bool:
+    """Whether a V2 (``prefix.index``) or V1 (``prefix`` itself) checkpoint is there."""
+    return os.path.isfile(prefix + ".index") or os.path.isfile(prefix)
+
+
+def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -> str | None:
+    """The newest checkpoint prefix named by the state file, if its files exist."""
+    state = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if state is not None and checkpoint_exists(state.model_checkpoint_path):
+        return state.model_checkpoint_path
+    return None

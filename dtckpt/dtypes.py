@@ -1,0 +1,194 @@
+"""TensorFlow's ``DataType`` enum and its NumPy counterparts.
+
+The enum values are those of ``tensorflow/core/framework/types.proto``
+(spec rule F-DT-1). Each stored dtype maps to one NumPy dtype; the types NumPy
+lacks (bfloat16, the float8 family, int4/uint4) come from ``ml_dtypes``, the
+package TensorFlow and JAX themselves use for them. ``DT_STRING`` maps to
+NumPy ``object`` arrays holding ``bytes``.
+
+The table also records which dtypes TensorFlow's ``BundleReader`` can cut and
+paste when a request does not match a stored slice exactly (spec rule
+F-SL-6): dtckpt can re-slice every fixed-width dtype, but a writer that wants
+TensorFlow to read its files should not rely on the others being re-sliced.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "DataType",
+    "DTypeInfo",
+    "info",
+    "from_numpy",
+    "to_numpy",
+    "numpy_dtype_name",
+]
+
+
+class DataType(enum.IntEnum):
+    """``tensorflow.DataType`` values that can appear in a bundle entry."""
+
+    DT_INVALID = 0
+    DT_FLOAT = 1
+    DT_DOUBLE = 2
+    DT_INT32 = 3
+    DT_UINT8 = 4
+    DT_INT16 = 5
+    DT_INT8 = 6
+    DT_STRING = 7
+    DT_COMPLEX64 = 8
+    DT_INT64 = 9
+    DT_BOOL = 10
+    DT_QINT8 = 11
+    DT_QUINT8 = 12
+    DT_QINT32 = 13
+    DT_BFLOAT16 = 14
+    DT_QINT16 = 15
+    DT_QUINT16 = 16
+    DT_UINT16 = 17
+    DT_COMPLEX128 = 18
+    DT_HALF = 19
+    DT_RESOURCE = 20
+    DT_VARIANT = 21
+    DT_UINT32 = 22
+    DT_UINT64 = 23
+    DT_FLOAT8_E5M2 = 24
+    DT_FLOAT8_E4M3FN = 25
+    DT_FLOAT8_E4M3FNUZ = 26
+    DT_FLOAT8_E4M3B11FNUZ = 27
+    DT_FLOAT8_E5M2FNUZ = 28
+    DT_INT4 = 29
+    DT_UINT4 = 30
+    DT_INT2 = 31
+    DT_UINT2 = 32
+    DT_FLOAT4_E2M1FN = 33
+
+
+@dataclass(frozen=True)
+class DTypeInfo:
+    """What dtckpt knows about one TensorFlow dtype.
+
+    ``name`` is TensorFlow's ``tf.DType.name``; ``numpy`` is the NumPy dtype of
+    the arrays dtckpt returns (``object`` for strings); ``swap_width`` is the
+    unit that is byte-swapped when reading a big-endian bundle (0 = never).
+    """
+
+    enum: DataType
+    name: str
+    numpy: np.dtype[Any]
+    swap_width: int
+    tf_reslices: bool
+
+    @property
+    def is_string(self) -> bool:
+        return self.enum == DataType.DT_STRING
+
+    @property
+    def itemsize(self) -> int:
+        return 0 if self.is_string else self.numpy.itemsize
+
+
+def _row(dt: DataType, name: str, np_dtype: Any, swap: int, reslice: bool) -> DTypeInfo:
+    return DTypeInfo(dt, name, np.dtype(np_dtype), swap, reslice)
+
+
+# Rule F-DT-2: element widths on disk; rule F-SL-6: what TF re-slices.
+_TABLE: tuple[DTypeInfo, ...] = (
+    _row(DataType.DT_FLOAT, "float32", np.float32, 4, True),
+    _row(DataType.DT_DOUBLE, "float64", np.float64, 8, True),
+    _row(DataType.DT_INT32, "int32", np.int32, 4, True),
+    _row(DataType.DT_UINT8, "uint8", np.uint8, 0, True),
+    _row(DataType.DT_INT16, "int16", np.int16, 2, True),
+    _row(DataType.DT_INT8, "int8", np.int8, 0, True),
+    _row(DataType.DT_STRING, "string", object, 0, False),
+    _row(DataType.DT_COMPLEX64, "complex64", np.complex64, 4, True),
+    _row(DataType.DT_INT64, "int64", np.int64, 8, True),
+    _row(DataType.DT_BOOL, "bool", np.bool_, 0, True),
+    _row(DataType.DT_QINT8, "qint8", np.int8, 0, True),
+    _row(DataType.DT_QUINT8, "quint8", np.uint8, 0, True),
+    _row(DataType.DT_QINT32, "qint32", np.int32, 4, True),
+    _row(DataType.DT_BFLOAT16, "bfloat16", ml_dtypes.bfloat16, 2, True),
+    _row(DataType.DT_QINT16, "qint16", np.int16, 2, False),
+    _row(DataType.DT_QUINT16, "quint16", np.uint16, 2, False),
+    _row(DataType.DT_UINT16, "uint16", np.uint16, 2, False),
+    _row(DataType.DT_COMPLEX128, "complex128", np.complex128, 8, True),
+    _row(DataType.DT_HALF, "float16", np.float16, 2, False),
+    _row(DataType.DT_UINT32, "uint32", np.uint32, 4, False),
+    _row(DataType.DT_UINT64, "uint64", np.uint64, 8, False),
+    _row(DataType.DT_FLOAT8_E5M2, "float8_e5m2", ml_dtypes.float8_e5m2, 0, False),
+    _row(DataType.DT_FLOAT8_E4M3FN, "float8_e4m3fn", ml_dtypes.float8_e4m3fn, 0, False),
+    _row(DataType.DT_FLOAT8_E4M3FNUZ, "float8_e4m3fnuz", ml_dtypes.float8_e4m3fnuz, 0, False),
+    _row(
+        DataType.DT_FLOAT8_E4M3B11FNUZ,
+        "float8_e4m3b11fnuz",
+        ml_dtypes.float8_e4m3b11fnuz,
+        0,
+        False,
+    ),
+    _row(DataType.DT_FLOAT8_E5M2FNUZ, "float8_e5m2fnuz", ml_dtypes.float8_e5m2fnuz, 0, False),
+    _row(DataType.DT_INT4, "int4", ml_dtypes.int4, 0, True),
+    _row(DataType.DT_UINT4, "uint4", ml_dtypes.uint4, 0, True),
+    _row(DataType.DT_INT2, "int2", ml_dtypes.int2, 0, False),
+    _row(DataType.DT_UINT2, "uint2", ml_dtypes.uint2, 0, False),
+    _row(DataType.DT_FLOAT4_E2M1FN, "float4_e2m1fn", ml_dtypes.float4_e2m1fn, 0, False),
+)
+
+_BY_ENUM: dict[int, DTypeInfo] = {row.enum: row for row in _TABLE}
+_BY_NAME: dict[str, DTypeInfo] = {row.name: row for row in _TABLE}
+# When a NumPy dtype is shared (int8 is also qint8), the plain type wins.
+_BY_NUMPY: dict[np.dtype[Any], DTypeInfo] = {}
+for _row_info in _TABLE:
+    if _row_info.name.startswith(("q",)):
+        continue
+    _BY_NUMPY.setdefault(_row_info.numpy, _row_info)
+_ALIASES = {"half": "float16", "float": "float32", "double": "float64", "bytes": "string"}
+
+
+def info(dtype: int | str | DataType | np.dtype[Any] | type) -> DTypeInfo:
+    """Look up a dtype given as a ``DataType`` value, a TF name or a NumPy dtype."""
+    if isinstance(dtype, (int, DataType)) and not isinstance(dtype, bool):
+        row = _BY_ENUM.get(int(dtype))
+        if row is None:
+            raise InvalidArgumentError(f"DataType {int(dtype)} cannot be stored in a checkpoint")
+        return row
+    if isinstance(dtype, str):
+        name = dtype[3:].lower() if dtype.startswith("DT_") else dtype
+        name = _ALIASES.get(name, name)
+        if name in _BY_NAME:
+            return _BY_NAME[name]
+        if dtype.startswith("DT_") and dtype in DataType.__members__:
+            return info(DataType[dtype])
+    return from_numpy(dtype)
+
+
+def from_numpy(dtype: Any) -> DTypeInfo:
+    """The TF dtype of a NumPy dtype; bytes/str/object arrays are ``DT_STRING``."""
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"not a dtype: {dtype!r}") from exc
+    if np_dtype.kind in ("O", "S", "U"):
+        return _BY_ENUM[DataType.DT_STRING]
+    row = _BY_NUMPY.get(np_dtype.newbyteorder("=")) if np_dtype.byteorder in "<>" else None
+    row = row or _BY_NUMPY.get(np_dtype)
+    if row is None:
+        raise InvalidArgumentError(f"NumPy dtype {np_dtype} has no TensorFlow counterpart")
+    return row
+
+
+def to_numpy(dtype: int | str | DataType) -> np.dtype[Any]:
+    """The NumPy dtype dtckpt uses for a TF dtype."""
+    return info(dtype).numpy
+
+
+def numpy_dtype_name(dtype: int | DataType) -> str:
+    """TF's name (``tf.DType.name``) of an enum value, e.g. ``"bfloat16"``."""
+    return info(dtype).name

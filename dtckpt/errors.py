@@ -1,0 +1,135 @@
+"""Every exception dtckpt raises, and nothing else.
+
+Each class carries TensorFlow's name for the condition where TensorFlow has one
+(``NotFoundError``, ``DataLossError``, ``InvalidArgumentError`` ...) and also
+derives from the builtin exception a Python user would reach for, so both
+``except dtckpt.errors.DataLossError`` and ``except OSError`` work.
+
+Messages say *where*: the file, the tensor key, the byte offset. Low-level
+decoders only know offsets inside the buffer they were given; the readers
+above them add the file name and the base offset with :meth:`CheckpointError.located`.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+__all__ = [
+    "CheckpointError",
+    "NotFoundError",
+    "TensorNotFoundError",
+    "DataLossError",
+    "OutOfRangeError",
+    "InvalidArgumentError",
+    "UnimplementedError",
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+]
+
+_E = TypeVar("_E", bound="CheckpointError")
+
+
+class CheckpointError(Exception):
+    """Base class of every dtckpt error.
+
+    ``path``, ``key`` and ``offset`` are kept as attributes so that callers
+    (and tests) can inspect the location without parsing the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        key: str | bytes | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.key = key
+        self.offset = offset
+        super().__init__(self._render())
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return self._render()
+
+    def _render(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(str(self.path))
+        if self.key is not None:
+            where.append(f"key {_show_key(self.key)}")
+        if self.offset is not None:
+            where.append(f"byte offset {self.offset}")
+        return f"{': '.join(where)}: {self.message}" if where else self.message
+
+    def located(
+        self: _E,
+        *,
+        path: str | None = None,
+        key: str | bytes | None = None,
+        base_offset: int = 0,
+    ) -> _E:
+        """A copy of this error with the location filled in.
+
+        Fields already set are kept (the innermost code knows best); an offset
+        relative to a buffer is shifted by ``base_offset`` to become a file offset.
+        """
+        offset = None if self.offset is None else self.offset + base_offset
+        return type(self)(
+            self.message,
+            path=self.path if self.path is not None else path,
+            key=self.key if self.key is not None else key,
+            offset=offset,
+        )
+
+    def __reduce__(self):  # keep keyword-only fields across pickling
+        return (_rebuild, (type(self), self.message, self.path, self.key, self.offset))
+
+
+def _rebuild(cls, message, path, key, offset):  # type: ignore[no-untyped-def]
+    return cls(message, path=path, key=key, offset=offset)
+
+
+def _show_key(key: str | bytes) -> str:
+    if isinstance(key, bytes):
+        try:
+            text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return repr(key)
+        if text.isprintable():
+            return repr(text)
+        return repr(key)
+    return repr(key)
+
+
+class NotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint, file or tensor that was asked for does not exist."""
+
+
+class TensorNotFoundError(NotFoundError, KeyError):
+    """A tensor key that is not in the checkpoint (also a ``KeyError``)."""
+
+
+class DataLossError(CheckpointError, OSError):
+    """Stored bytes are damaged: bad checksum, bad magic, undecodable record."""
+
+
+class OutOfRangeError(DataLossError):
+    """A file is shorter than its metadata says (a truncated data shard)."""
+
+
+class InvalidArgumentError(CheckpointError, ValueError):
+    """The caller asked for something impossible (bad slice spec, dtype mismatch...)."""
+
+
+class UnimplementedError(CheckpointError, NotImplementedError):
+    """Valid input that dtckpt does not support (e.g. Snappy-compressed index blocks)."""
+
+
+class AlreadyExistsError(CheckpointError, FileExistsError):
+    """A key or file that must be unique is already there."""
+
+
+class FailedPreconditionError(CheckpointError, RuntimeError):
+    """An object was used in a state that does not allow the operation."""

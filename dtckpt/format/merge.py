@@ -1,0 +1,154 @@
+"""Merging bundles into one: TF's ``MergeBundles`` / ``MergeV2Checkpoints`` (rule F-MG-1).
+
+::
+
+    part-0.index + part-0.data-00000-of-00001 ─┐
+    part-1.index + part-1.data-00000-of-00001 ─┼─> dest.index
+    part-2.index + part-2.data-00000-of-00001 ─┘   dest.data-0000{0,1,2}-of-00003
+
+Data files are renamed, never copied. Inputs are taken in the order given;
+each data file that holds an entry gets the next global shard id the first
+time one of its entries is seen, in key order within each input. Entries of
+the same partitioned tensor coming from several inputs have their
+``slices`` lists concatenated. The merged header's ``num_shards`` is the sum
+of the inputs' ``num_shards``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+
+from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from .bundle_reader import BundleReader
+from .messages import BundleEntry, BundleHeader, encode_entry, encode_header
+from .naming import data_filename, index_filename
+from .table import encode_table
+
+__all__ = ["merge_bundles"]
+
+
+def merge_bundles(
+    prefixes: Sequence[str],
+    merged_prefix: str,
+    *,
+    allow_missing_files: bool = False,
+    delete_old_dirs: bool = True,
+) -> None:
+    """Merge the bundles at ``prefixes`` into ``merged_prefix``."""
+    merged_prefix = os.fspath(merged_prefix)
+    parent = os.path.dirname(merged_prefix)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    present = []
+    for prefix in prefixes:
+        prefix = os.fspath(prefix)
+        if os.path.exists(index_filename(prefix)):
+            present.append(prefix)
+        elif not allow_missing_files:
+            raise InvalidArgumentError(
+                f"cannot merge: {index_filename(prefix)} does not exist", path=prefix
+            )
+    if not present:
+        raise NotFoundError(
+            "cannot merge: none of the input bundles exists: " + ", ".join(map(str, prefixes))
+        )
+
+    merged: dict[bytes, BundleEntry] = {}
+    file_ids: dict[str, int] = {}
+    total_shards = 0
+    first_header: BundleHeader | None = None
+    for prefix in present:
+        with BundleReader(prefix) as reader:
+            header = reader.header
+            if first_header is None:
+                first_header = header
+            elif header.endianness != first_header.endianness:
+                raise InvalidArgumentError(
+                    "cannot merge bundles of different endianness", path=reader.index_path
+                )
+            elif header.version != first_header.version:
+                raise InvalidArgumentError(
+                    "cannot merge bundles of different versions", path=reader.index_path
+                )
+            total_shards += header.num_shards
+            for key in reader.raw_keys():
+                entry = reader.entry(key)
+                _merge_entry(merged, key, entry, prefix, header.num_shards, file_ids, reader)
+
+    assert first_header is not None
+    num_files = len(file_ids)
+    for source, shard_id in file_ids.items():
+        os.replace(source, data_filename(merged_prefix, shard_id, num_files))
+
+    header = BundleHeader(
+        num_shards=total_shards, endianness=first_header.endianness, version=first_header.version
+    )
+    items = [(b"", encode_header(header))]
+    items.extend((key, encode_entry(merged[key])) for key in sorted(merged))
+    index_path = index_filename(merged_prefix)
+    tmp_path = f"{index_path}.tempstate{secrets.randbits(63)}"
+    with open(tmp_path, "wb") as f:
+        f.write(encode_table(items))
+    os.replace(tmp_path, index_path)
+
+    merged_dir = os.path.dirname(os.path.abspath(merged_prefix))
+    for prefix in present:
+        if os.path.abspath(index_filename(prefix)) != os.path.abspath(index_path):
+            try:
+                os.remove(index_filename(prefix))
+            except OSError:
+                pass
+        if delete_old_dirs:
+            directory = os.path.dirname(os.path.abspath(prefix))
+            if directory != merged_dir:
+                try:
+                    os.rmdir(directory)  # only when empty, as TF's non-recursive DeleteDir
+                except OSError:
+                    pass
+
+
+def _merge_entry(
+    merged: dict[bytes, BundleEntry],
+    key: bytes,
+    entry: BundleEntry,
+    prefix: str,
+    num_shards: int,
+    file_ids: dict[str, int],
+    reader: BundleReader,
+) -> None:
+    existing = merged.get(key)
+    if existing is None:
+        source = data_filename(prefix, entry.shard_id, num_shards)
+        if source not in file_ids:
+            file_ids[source] = len(file_ids)
+        merged[key] = BundleEntry(
+            dtype=entry.dtype,
+            shape=entry.shape,
+            shard_id=file_ids[source],
+            offset=entry.offset,
+            size=entry.size,
+            crc32c=entry.crc32c,
+            slices=entry.slices,
+        )
+        return
+    if not existing.slices or not entry.slices:
+        raise AlreadyExistsError(
+            "duplicate tensor key while merging bundles", path=reader.index_path, key=key
+        )
+    if existing.dtype != entry.dtype or existing.shape != entry.shape:
+        raise InvalidArgumentError(
+            "partitioned tensor has different dtype or shape in two merged bundles",
+            path=reader.index_path,
+            key=key,
+        )
+    merged[key] = BundleEntry(
+        dtype=existing.dtype,
+        shape=existing.shape,
+        shard_id=existing.shard_id,
+        offset=existing.offset,
+        size=existing.size,
+        crc32c=existing.crc32c,
+        slices=existing.slices + entry.slices,
+    )

@@ -1,0 +1,24 @@
+"""File names of a bundle (rule F-FN-1; ``tensor_bundle/naming.cc``).
+
+::
+
+    PREFIX.index                         the SSTable of entries
+    PREFIX.data-00000-of-00002           data shard 0 of 2   (%05d, at least 5 digits)
+    PREFIX.data-00001-of-00002
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["index_filename", "data_filename", "DATA_SUFFIX_RE"]
+
+DATA_SUFFIX_RE = re.compile(r"\.data-(\d{5,})-of-(\d{5,})$")
+
+
+def index_filename(prefix: str) -> str:
+    return f"{prefix}.index"
+
+
+def data_filename(prefix: str, shard_id: int, num_shards: int) -> str:
+    return f"{prefix}.data-{shard_id:05d}-of-{num_shards:05d}"

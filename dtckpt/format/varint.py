@@ -1,0 +1,70 @@
+"""LEB128 variable-length integers, as protobuf, LevelDB and TF's string tensors use them.
+
+::
+
+    value 300 = 0b10_0101100  ->  ac 02
+                                  |  '-- high group (0b10), no continuation bit
+                                  '----- low 7 bits (0b0101100) | 0x80 continuation
+
+A varint64 is at most 10 bytes (rule F-VI-1). Decoders never read past the
+buffer and never accept an 11th byte: a damaged length can only produce a
+typed error, not a huge number that is then used to allocate.
+"""
+
+from __future__ import annotations
+
+from ..errors import DataLossError
+
+__all__ = ["MAX_VARINT64_BYTES", "encode_varint", "decode_varint", "varint_size"]
+
+MAX_VARINT64_BYTES = 10
+_U64 = (1 << 64) - 1
+
+
+def encode_varint(value: int) -> bytes:
+    """Encode a non-negative integer < 2**64 (callers map negatives to uint64 first)."""
+    if value < 0 or value > _U64:
+        raise ValueError(f"varint value out of range: {value}")
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def varint_size(value: int) -> int:
+    """Number of bytes :func:`encode_varint` produces for ``value``."""
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def decode_varint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int]:
+    """Decode one varint64 at ``buf[pos:]``; return ``(value, next_pos)``.
+
+    Raises :class:`DataLossError` (with the offset of the varint) when the
+    buffer ends inside it or it is longer than 10 bytes or above 2**64-1.
+    """
+    start = pos
+    end = len(buf)
+    if pos < end:
+        byte = buf[pos]
+        if byte < 0x80:
+            return byte, pos + 1
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise DataLossError("truncated varint", offset=start)
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+        if shift >= 7 * MAX_VARINT64_BYTES:
+            raise DataLossError("varint longer than 10 bytes", offset=start)
+    if result > _U64:
+        raise DataLossError("varint exceeds 64 bits", offset=start)
+    return result, pos
