@@ -76,9 +76,8 @@ def _replay(golden: Golden, out: pathlib.Path) -> None:
 REPRODUCIBLE = [n for n in golden_names() if load_golden(n).manifest["byte_identical"]]
 
 
-def test_most_goldens_are_reproducible() -> None:
-    # Only goldens whose TF writer is nondeterministic (DTensor's merge order) may opt out.
-    assert set(golden_names()) - set(REPRODUCIBLE) <= {"dtensor"}
+def test_every_golden_is_reproducible() -> None:
+    assert REPRODUCIBLE == golden_names()
 
 
 @pytest.mark.parametrize("name", REPRODUCIBLE)
