@@ -214,10 +214,16 @@ class BundleReader:
             )
         if entry.offset < 0 or entry.size < 0:
             raise DataLossError(f"negative offset/size {entry.offset}/{entry.size}", **where)
-        if not row.is_string:
-            numel = 1
-            for d in entry.shape:
-                numel *= d
+        numel = 1
+        for d in entry.shape:
+            numel *= d
+        if row.is_string:
+            # One varint byte per element at least, then the 4-byte length checksum.
+            if numel + 4 > entry.size:
+                raise DataLossError(
+                    f"string entry of {numel} elements cannot fit in {entry.size} bytes", **where
+                )
+        else:
             if numel * row.itemsize != entry.size:
                 raise DataLossError(
                     f"entry size {entry.size} does not match {row.name} shape "
@@ -341,23 +347,18 @@ class BundleReader:
                     return self._read_entry(kb, entry)
                 return self._read_entry(stored_key, stored_entry)
         shape = tuple(length for _, length in box)
-        out = np.empty(shape, dtype=row.numpy)
         pieces = []
-        covered = 0
         for stored_box, stored_entry, stored_key in stored:
             overlap = intersect(stored_box, box)
-            if overlap is None:
-                continue
-            pieces.append((stored_box, stored_entry, stored_key, overlap))
-            covered += int(np.prod([n for _, n in overlap], dtype=np.int64))
-        _check_disjoint(kb, [p[3] for p in pieces], self.index_path)
-        if covered != out.size:
-            raise InvalidArgumentError(
-                f"the stored slices of {_show(kb)!r} do not cover the requested slice "
-                f"{list(box)} (\"Does not have sufficient slices\")",
-                path=self.prefix,
-                key=kb,
-            )
+            if overlap is not None:
+                pieces.append((stored_box, stored_entry, stored_key, overlap))
+        # Every piece must lie inside its data file before anything of the
+        # request's size is allocated: the request is then bounded by bytes
+        # that really exist.
+        for _, stored_entry, stored_key, _ in pieces:
+            self._check_span(stored_key, stored_entry)
+        _check_tiling(kb, box, [p[3] for p in pieces], self.index_path)
+        out = np.empty(shape, dtype=row.numpy)
         for stored_box, stored_entry, stored_key, overlap in pieces:
             self._paste(out, box, stored_box, stored_entry, stored_key, overlap, row)
         big = self.header.endianness != _HOST_ORDER
@@ -458,11 +459,47 @@ def _is_contiguous_box(shape: tuple[int, ...], origin: tuple[int, ...], extent: 
     return all(extent[j] == shape[j] for j in range(k + 1, len(shape)))
 
 
-def _check_disjoint(key: bytes, boxes: list[tuple[tuple[int, int], ...]], path: str) -> None:
-    for i in range(len(boxes)):
-        for j in range(i + 1, len(boxes)):
-            if intersect(boxes[i], boxes[j]) is not None:
-                raise DataLossError("stored slices overlap", path=path, key=key)
+_PAIRWISE_LIMIT = 64
+
+
+def _check_tiling(
+    key: bytes,
+    box: tuple[tuple[int, int], ...],
+    overlaps: list[tuple[tuple[int, int], ...]],
+    path: str,
+) -> None:
+    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules).
+
+    Few pieces are checked pairwise; many (only a forged index has thousands)
+    with an occupancy count over the request, allocated only once the pieces'
+    volumes (bounded by bytes present in the data files) could fill it.
+    """
+    numel = 1
+    for _, n in box:
+        numel *= n
+    covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
+    if covered < numel:
+        complete = False
+    elif len(overlaps) <= _PAIRWISE_LIMIT:
+        for i in range(len(overlaps)):
+            for j in range(i + 1, len(overlaps)):
+                if intersect(overlaps[i], overlaps[j]) is not None:
+                    raise DataLossError("stored slices overlap", path=path, key=key)
+        complete = covered == numel
+    else:
+        counts = np.zeros(tuple(n for _, n in box), dtype=np.uint16)
+        for o in overlaps:
+            counts[tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box))] += 1
+        if counts.max(initial=0) > 1:
+            raise DataLossError("stored slices overlap", path=path, key=key)
+        complete = bool(counts.all()) if numel else True
+    if not complete:
+        raise InvalidArgumentError(
+            f"the stored slices of {_show(key)!r} do not cover the requested slice "
+            f"{[list(e) for e in box]} (\"Does not have sufficient slices\")",
+            path=path,
+            key=key,
+        )
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from .crc import mask
-from .messages import LITTLE, BundleEntry, BundleHeader, TensorSlice, encode_entry, encode_header
+from .messages import BIG, LITTLE, BundleEntry, BundleHeader, TensorSlice, encode_entry, encode_header
 from .naming import data_filename, index_filename
 from .ordered_code import encode_tensor_name_slice
 from .slices import is_full, resolve
@@ -96,11 +96,17 @@ def _looks_like_strings(value: Any) -> bool:
 class BundleWriter:
     """Writes one bundle with a single data shard at ``prefix``.
 
+    ``endianness=BIG`` writes the bundle a big-endian host would write
+    (numeric data and string length words byte-swapped, header field set);
+    it exists to test readers, TensorFlow's included.
+
     Use as a context manager or call :meth:`finish`; an exception inside the
     ``with`` block removes the temporary files and leaves nothing at ``prefix``.
     """
 
     def __init__(self, prefix: str, *, endianness: int = LITTLE) -> None:
+        if endianness not in (LITTLE, BIG):
+            raise InvalidArgumentError(f"endianness must be LITTLE (0) or BIG (1), not {endianness}")
         self.prefix = os.fspath(prefix)
         self.endianness = endianness
         parent = os.path.dirname(self.prefix)
@@ -187,12 +193,16 @@ class BundleWriter:
 
     def _append(self, array: np.ndarray, row: DTypeInfo) -> BundleEntry:
         shape = tuple(int(d) for d in array.shape)
+        big = self.endianness == BIG
         if row.is_string:
-            chunks, crc, size = encode_string_tensor(list(array.reshape(-1)))
+            chunks, crc, size = encode_string_tensor(list(array.reshape(-1)), big_endian=big)
             for chunk in chunks:
                 self._file.write(chunk)
         else:
-            raw = array.reshape(-1).view(np.uint8)
+            flat = array.reshape(-1)
+            if big and row.swap_width:  # what a big-endian host would have in memory
+                flat = flat.view(f"u{row.swap_width}").byteswap()
+            raw = flat.view(np.uint8)
             size = raw.size
             crc = mask(write_with_crc32c(self._file, raw))
         entry = BundleEntry(

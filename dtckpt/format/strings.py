@@ -46,16 +46,19 @@ def string_length_checksum(lengths: Sequence[int], *, big_endian: bool = False) 
     return c
 
 
-def encode_string_tensor(elements: Sequence[bytes]) -> tuple[list[bytes], int, int]:
+def encode_string_tensor(
+    elements: Sequence[bytes], *, big_endian: bool = False
+) -> tuple[list[bytes], int, int]:
     """Encode ``elements`` (row-major); return ``(chunks, masked_crc32c, size)``.
 
     The chunks are returned separately so that a writer can stream them
-    without concatenating large strings.
+    without concatenating large strings. ``big_endian`` produces what a
+    big-endian host writes (length words and checksum word big-endian).
     """
     lengths = [len(e) for e in elements]
     header = b"".join(encode_varint(n) for n in lengths)
-    c = string_length_checksum(lengths)
-    length_word = struct.pack("<I", mask(c))
+    c = string_length_checksum(lengths, big_endian=big_endian)
+    length_word = struct.pack(">I" if big_endian else "<I", mask(c))
     c = crc32c(length_word, c)
     for element in elements:
         c = crc32c(element, c)

@@ -1,0 +1,131 @@
+"""Byte-level kernels behind the checkpoint reader and writer, with one backend chosen once.
+
+Two modules implement the same functions: ``reference`` in NumPy, the specification, and
+``jit``, its Numba twins. The first call to any function here picks ``jit`` unless the
+environment variable ``DTCKPT_DISABLE_NUMBA`` is set to a non-empty value other than ``0``
+or Numba cannot be imported, in which case it picks ``reference`` (msgpack's
+accelerated/fallback pattern). Nothing is imported at import time, so ``import dtckpt`` stays
+cheap and never loads Numba.
+
+Box copies work on flat C-order byte buffers; shapes, origins and extents count bytes on the
+last axis (callers multiply it by the item size), which lets one kernel serve every dtype.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = [
+    "backend",
+    "copy_box",
+    "copy_box_crc",
+    "crc32c_combine",
+    "crc32c_parallel",
+    "crc32c_value",
+    "decode_varint_lengths",
+    "encode_varint_lengths",
+]
+
+#: The environment variable that forces the NumPy reference backend.
+DISABLE_NUMBA_ENV = "DTCKPT_DISABLE_NUMBA"
+
+_impl: ModuleType | None = None
+
+
+def _numba_disabled() -> bool:
+    return os.environ.get(DISABLE_NUMBA_ENV, "") not in ("", "0")
+
+
+def _load() -> ModuleType:
+    global _impl
+    if _impl is None:
+        impl: ModuleType
+        if _numba_disabled():
+            from . import reference as impl
+        else:
+            try:
+                import numba  # noqa: F401
+            except Exception:  # a broken install is as good as none: fall back, do not fail
+                from . import reference as impl
+            else:
+                from . import jit as impl
+        _impl = impl
+    return _impl
+
+
+def backend() -> str:
+    """Return ``"numba"`` or ``"numpy"``: the backend the kernels here use."""
+    return "numba" if _load().__name__.endswith(".jit") else "numpy"
+
+
+def copy_box(
+    src: object,
+    src_shape: Sequence[int],
+    src_origin: Sequence[int],
+    dst: npt.NDArray[np.uint8],
+    dst_shape: Sequence[int],
+    dst_origin: Sequence[int],
+    extent: Sequence[int],
+) -> None:
+    """Copy ``src[src_origin : src_origin+extent]`` into ``dst[dst_origin : dst_origin+extent]``.
+
+    ``src`` (any bytes-like, may be read-only) and ``dst`` (writable uint8 array) are flat C-order
+    buffers of shapes ``src_shape``/``dst_shape``; all five sequences share one rank >= 0 and
+    count bytes on the last axis. The buffers must not overlap. Raises ``ValueError`` if a box
+    leaves its buffer.
+    """
+    _load().copy_box(src, src_shape, src_origin, dst, dst_shape, dst_origin, extent)
+
+
+def copy_box_crc(
+    src: object,
+    src_shape: Sequence[int],
+    src_origin: Sequence[int],
+    dst: npt.NDArray[np.uint8],
+    extent: Sequence[int],
+    value: int = 0,
+) -> int:
+    """Copy the box ``src[src_origin : src_origin+extent]`` into all of ``dst`` (``dst.size`` must
+    equal the box's bytes) and return the CRC-32C of ``dst``, continuing ``value``."""
+    return int(_load().copy_box_crc(src, src_shape, src_origin, dst, extent, value))
+
+
+def crc32c_combine(crc_a: int, crc_b: int, len_b: int) -> int:
+    """Return the CRC-32C of A+B from ``crc(A)``, ``crc(B)`` and ``len(B)``."""
+    return int(_load().crc32c_combine(crc_a, crc_b, len_b))
+
+
+def crc32c_parallel(
+    buf: object, chunk_size: int | None = None, workers: int = 2, value: int = 0
+) -> int:
+    """CRC-32C of ``buf`` (continuing ``value``), hashed as chunks of ``chunk_size`` bytes (default:
+    one per worker) on ``workers`` threads and joined with ``crc32c_combine``."""
+    return int(_load().crc32c_parallel(buf, chunk_size, workers, value))
+
+
+def crc32c_value(buf: object, value: int = 0) -> int:
+    """CRC-32C of ``buf`` continuing ``value``: one call for small buffers, parallel for large."""
+    return int(_load().crc32c_value(buf, value))
+
+
+def decode_varint_lengths(
+    buf: object, count: int, offset: int = 0
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Decode ``count`` LEB128 varints at ``offset`` (DT_STRING length prefixes) into int64; return
+    them and the offset after the last. Truncated, over-long (> 10 bytes / 64 bits) or > 2**63 - 1
+    varints raise ``ValueError`` naming the varint's byte offset."""
+    result: tuple[npt.NDArray[np.int64], int] = _load().decode_varint_lengths(buf, count, offset)
+    return result
+
+
+def encode_varint_lengths(lengths: object) -> npt.NDArray[np.uint8]:
+    """Encode a 1-D sequence of non-negative integers as consecutive LEB128 varints."""
+    result: npt.NDArray[np.uint8] = _load().encode_varint_lengths(lengths)
+    return result
