@@ -92,8 +92,13 @@ class DTypeInfo:
         return self.enum == DataType.DT_STRING
 
     @property
+    def is_variable_width(self) -> bool:
+        """Strings and variants: elements of varying size, no fixed itemsize."""
+        return self.enum in (DataType.DT_STRING, DataType.DT_VARIANT)
+
+    @property
     def itemsize(self) -> int:
-        return 0 if self.is_string else self.numpy.itemsize
+        return 0 if self.is_variable_width else self.numpy.itemsize
 
 
 def _row(dt: DataType, name: str, np_dtype: Any, swap: int, reslice: bool) -> DTypeInfo:
@@ -121,6 +126,8 @@ _TABLE: tuple[DTypeInfo, ...] = (
     _row(DataType.DT_UINT16, "uint16", np.uint16, 2, False),
     _row(DataType.DT_COMPLEX128, "complex128", np.complex128, 8, True),
     _row(DataType.DT_HALF, "float16", np.float16, 2, False),
+    # Variant tensors (tf.data iterator state...) are listed but never decoded.
+    _row(DataType.DT_VARIANT, "variant", object, 0, False),
     _row(DataType.DT_UINT32, "uint32", np.uint32, 4, False),
     _row(DataType.DT_UINT64, "uint64", np.uint64, 8, False),
     _row(DataType.DT_FLOAT8_E5M2, "float8_e5m2", ml_dtypes.float8_e5m2, 0, False),
@@ -146,7 +153,7 @@ _BY_NAME: dict[str, DTypeInfo] = {row.name: row for row in _TABLE}
 # When a NumPy dtype is shared (int8 is also qint8), the plain type wins.
 _BY_NUMPY: dict[np.dtype[Any], DTypeInfo] = {}
 for _row_info in _TABLE:
-    if _row_info.name.startswith(("q",)):
+    if _row_info.name.startswith("q") or _row_info.name == "variant":
         continue
     _BY_NUMPY.setdefault(_row_info.numpy, _row_info)
 _ALIASES = {"half": "float16", "float": "float32", "double": "float64", "bytes": "string"}
@@ -175,7 +182,7 @@ def from_numpy(dtype: Any) -> DTypeInfo:
         np_dtype = np.dtype(dtype)
     except TypeError as exc:
         raise InvalidArgumentError(f"not a dtype: {dtype!r}") from exc
-    if np_dtype.kind in ("O", "S", "U"):
+    if np_dtype.kind in ("O", "S", "U"):  # object arrays are strings, never variants
         return _BY_ENUM[DataType.DT_STRING]
     row = _BY_NUMPY.get(np_dtype.newbyteorder("=")) if np_dtype.byteorder in "<>" else None
     row = row or _BY_NUMPY.get(np_dtype)

@@ -17,7 +17,6 @@ import numpy as np
 from ..dtypes import info
 from ..errors import NotFoundError
 from ..format.bundle_reader import BundleReader
-from ..format.ordered_code import encode_tensor_name_slice
 from .state import latest_checkpoint
 
 __all__ = ["CheckpointReader", "load_checkpoint", "list_variables", "resolve_checkpoint_path"]
@@ -41,7 +40,6 @@ class CheckpointReader:
     def __init__(self, prefix: str, *, mmap: bool = False) -> None:
         self._bundle = BundleReader(prefix, mmap=mmap)
         self.prefix = self._bundle.prefix
-        self._visible: list[bytes] | None = None
 
     def close(self) -> None:
         self._bundle.close()
@@ -57,34 +55,19 @@ class CheckpointReader:
         """The underlying :class:`~dtckpt.format.bundle_reader.BundleReader`."""
         return self._bundle
 
-    def _visible_keys(self) -> list[bytes]:
-        if self._visible is None:
-            hidden: set[bytes] = set()
-            keys = self._bundle.raw_keys()
-            for key in keys:
-                if key.startswith(b"\x00"):
-                    continue  # a slice key is never itself partitioned
-                entry = self._bundle.entry(key)
-                for tensor_slice in entry.slices:
-                    hidden.add(encode_tensor_name_slice(key, tensor_slice))
-            self._visible = [k for k in keys if k not in hidden]
-        return self._visible
-
     def has_tensor(self, key: str) -> bool:
-        return _key_bytes(key) in set(self._visible_keys())
+        return self._bundle.index.is_visible(_key_bytes(key))
 
     def get_tensor(self, key: str) -> np.ndarray:
         """The whole tensor; raises :class:`~dtckpt.errors.TensorNotFoundError` if absent."""
         return self._bundle.read(_key_bytes(key))
 
     def get_variable_to_shape_map(self) -> dict[str, list[int]]:
-        return {
-            _key_str(k): list(self._bundle.entry(k).shape) for k in self._visible_keys()
-        }
+        return {_key_str(k): shape for k, shape in self._bundle.index.shape_map().items()}
 
     def get_variable_to_dtype_map(self) -> dict[str, np.dtype[Any]]:
         return {
-            _key_str(k): info(self._bundle.entry(k).dtype).numpy for k in self._visible_keys()
+            _key_str(k): info(dtype).numpy for k, dtype in self._bundle.index.dtype_map().items()
         }
 
 

@@ -92,25 +92,21 @@ def _unescape(text: str, where: int) -> str:
 
 
 def _escape(text: str) -> str:
-    out = []
-    for byte in text.encode("utf-8", errors="surrogateescape"):
-        if byte == 0x0A:
-            out.append("\\n")
-        elif byte == 0x0D:
-            out.append("\\r")
-        elif byte == 0x09:
-            out.append("\\t")
-        elif byte == 0x22:
-            out.append('\\"')
-        elif byte == 0x27:
-            out.append("\\'")
-        elif byte == 0x5C:
-            out.append("\\\\")
-        elif byte < 0x20 or byte >= 0x7F:
-            out.append(f"\\{byte:03o}")
-        else:
-            out.append(chr(byte))
-    return "".join(out)
+    """C-style escapes as TF's state files have them; valid UTF-8 stays as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate-escaped raw bytes: octal escapes
+        return "".join(_escape_byte(b) for b in text.encode("utf-8", errors="surrogateescape"))
+    return "".join(_escape_byte(ord(ch)) if ord(ch) < 0x80 else ch for ch in text)
+
+
+def _escape_byte(byte: int) -> str:
+    simple = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x22: '\\"', 0x27: "\\'", 0x5C: "\\\\"}
+    if byte in simple:
+        return simple[byte]
+    if byte < 0x20 or byte >= 0x7F:
+        return f"\\{byte:03o}"
+    return chr(byte)
 
 
 def parse_checkpoint_state(text: str) -> CheckpointState:
@@ -165,7 +161,7 @@ def format_checkpoint_state(state: CheckpointState) -> str:
 def get_checkpoint_state(
     checkpoint_dir: str, latest_filename: str | None = None
 ) -> CheckpointState | None:
-    """Read ``checkpoint_dir/checkpoint``; ``None`` if it is missing or unreadable.
+    """Read ``checkpoint_dir/checkpoint``; ``None`` if it is missing or unreadable (rule C-ST-2).
 
     Relative paths come back joined with ``checkpoint_dir``, as TF does.
     """
@@ -199,7 +195,7 @@ def checkpoint_exists(prefix: str) -> bool:
 
 
 def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -> str | None:
-    """The newest checkpoint prefix named by the state file, if its files exist."""
+    """The newest checkpoint prefix named by the state file, if its files exist (rule C-ST-2)."""
     state = get_checkpoint_state(checkpoint_dir, latest_filename)
     if state is not None and checkpoint_exists(state.model_checkpoint_path):
         return state.model_checkpoint_path

@@ -38,20 +38,15 @@ from ..errors import (
     UnimplementedError,
 )
 from .crc import crc32c, unmask
-from .messages import BIG, LITTLE, BundleEntry, BundleHeader, TensorSlice, decode_entry, decode_header
+from .index import BundleIndex
+from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename
 from .ordered_code import encode_tensor_name_slice
 from .slices import full_slice, intersect, resolve
-from .streams import read_into
+from .streams import read_into, read_into_with_crc32c
 from .strings import decode_string_tensor
-from .table import decode_table
 
-__all__ = ["BundleReader", "VERSION", "MIN_CONSUMER", "MIN_PRODUCER"]
-
-# Rule F-IX-3: kTensorBundleVersion / kTensorBundleMinProducer / kTensorBundleMinConsumer.
-VERSION = 1
-MIN_PRODUCER = 0
-MIN_CONSUMER = 0
+__all__ = ["BundleReader"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
 
 
@@ -84,22 +79,8 @@ class BundleReader:
             ) from None
         except IsADirectoryError:
             raise NotFoundError("expected an index file, found a directory", path=self.index_path)
-        try:
-            items = decode_table(data)
-        except CheckpointError as exc:
-            raise exc.located(path=self.index_path) from None
-        if not items or items[0][0] != b"":
-            raise DataLossError("no bundle header under the empty key", path=self.index_path)
-        try:
-            self.header = decode_header(items[0][1])
-        except CheckpointError as exc:
-            raise DataLossError(
-                f"cannot parse bundle header: {exc.message}", path=self.index_path, key=b""
-            ) from None
-        self._check_header()
-        self._raw: dict[bytes, bytes] = dict(items[1:])
-        self._keys = [k for k, _ in items[1:]]
-        self._entries: dict[bytes, BundleEntry] = {}
+        self.index = BundleIndex(data, self.index_path)
+        self.header = self.index.header
         self._fds: dict[int, tuple[int, int, str]] = {}
         self._maps: dict[int, mmap.mmap] = {}
 
@@ -128,108 +109,36 @@ class BundleReader:
             pass
 
     # -- metadata ------------------------------------------------------------
-    def _check_header(self) -> None:
-        header = self.header
-        version = header.version
-        where = {"path": self.index_path, "key": b""}
-        if version.producer < MIN_PRODUCER:
-            raise InvalidArgumentError(
-                f"checkpoint producer version {version.producer} is below the minimum "
-                f"{MIN_PRODUCER} supported by this reader", **where)
-        if version.min_consumer > VERSION:
-            raise InvalidArgumentError(
-                f"checkpoint needs a reader of version {version.min_consumer} or newer; "
-                f"this reader is version {VERSION}", **where)
-        if VERSION in version.bad_consumers:
-            raise InvalidArgumentError(
-                f"checkpoint disallows readers of version {VERSION}", **where)
-        if header.endianness not in (LITTLE, BIG):
-            raise DataLossError(f"unknown endianness {header.endianness}", **where)
-        if header.num_shards < 0:
-            raise DataLossError(f"negative num_shards {header.num_shards}", **where)
-
     @property
     def num_shards(self) -> int:
         return self.header.num_shards
 
     def raw_keys(self) -> list[bytes]:
         """Every key of the index except the header, slice keys included, sorted."""
-        return list(self._keys)
+        return list(self.index.keys)
 
     def keys(self) -> list[bytes]:
         """Tensor keys as ``tf.train.load_checkpoint`` lists them: no slice keys."""
-        return [k for k in self._keys if not k.startswith(b"\x00")]
+        return list(self.index.visible_keys())
 
     def __contains__(self, key: object) -> bool:
         kb = key.encode("utf-8") if isinstance(key, str) else key
-        return kb in self._raw
+        return kb in self.index
 
     def entry(self, key: str | bytes) -> BundleEntry:
         """The validated entry stored under ``key``."""
         kb = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        entry = self._entries.get(kb)
-        if entry is not None:
-            return entry
-        raw = self._raw.get(kb)
-        if raw is None:
-            raise TensorNotFoundError(
-                f"Key {_show(kb)} not found in checkpoint", path=self.prefix, key=kb
-            )
         try:
-            entry = decode_entry(raw)
-        except CheckpointError as exc:
-            raise DataLossError(
-                f"cannot parse BundleEntryProto: {exc.message}", path=self.index_path, key=kb
-            ) from None
-        self._validate(kb, entry)
-        self._entries[kb] = entry
-        return entry
+            return self.index.entry(kb)
+        except TensorNotFoundError as exc:
+            raise exc.located(path=self.prefix) from None
 
     def entries(self) -> dict[bytes, BundleEntry]:
         """All entries, decoded and validated (slice keys included)."""
-        return {k: self.entry(k) for k in self._keys}
+        return {k: self.index.entry(k) for k in self.index.keys}
 
     def dtype_info(self, key: str | bytes) -> DTypeInfo:
         return info(self.entry(key).dtype)
-
-    def _validate(self, key: bytes, entry: BundleEntry) -> None:
-        where: dict[str, Any] = {"path": self.index_path, "key": key}
-        try:
-            row = info(entry.dtype)
-        except CheckpointError:
-            raise DataLossError(f"unknown dtype enum {entry.dtype}", **where) from None
-        if any(d < 0 for d in entry.shape):
-            raise DataLossError(f"invalid shape {list(entry.shape)}", **where)
-        for tensor_slice in entry.slices:
-            try:
-                resolve(tensor_slice, entry.shape, what="stored slice")
-            except InvalidArgumentError as exc:
-                raise DataLossError(exc.message, **where) from None
-        if entry.slices:
-            return
-        if not 0 <= entry.shard_id < max(self.num_shards, 0):
-            raise DataLossError(
-                f"shard_id {entry.shard_id} is outside the {self.num_shards} shards of the header",
-                **where,
-            )
-        if entry.offset < 0 or entry.size < 0:
-            raise DataLossError(f"negative offset/size {entry.offset}/{entry.size}", **where)
-        numel = 1
-        for d in entry.shape:
-            numel *= d
-        if row.is_string:
-            # One varint byte per element at least, then the 4-byte length checksum.
-            if numel + 4 > entry.size:
-                raise DataLossError(
-                    f"string entry of {numel} elements cannot fit in {entry.size} bytes", **where
-                )
-        else:
-            if numel * row.itemsize != entry.size:
-                raise DataLossError(
-                    f"entry size {entry.size} does not match {row.name} shape "
-                    f"{list(entry.shape)} ({numel * row.itemsize} bytes)",
-                    **where,
-                )
 
     # -- data files ----------------------------------------------------------
     def _shard(self, shard_id: int, key: bytes) -> tuple[int, int, str]:
@@ -292,13 +201,13 @@ class BundleReader:
         return self._read_entry(kb, entry)
 
     def _read_entry(self, key: bytes, entry: BundleEntry, out: np.ndarray | None = None) -> np.ndarray:
-        """Read one stored (non-partitioned) entry in full, checksum verified.
+        """Read one stored (non-partitioned) entry in full, checksum verified (rule F-RD-3).
 
         With ``out`` (a C-contiguous array of the right size) the bytes land
         there directly and no byte-swap is applied (the caller swaps).
         """
         row = info(entry.dtype)
-        if row.enum in (DataType.DT_VARIANT, DataType.DT_RESOURCE):
+        if row.enum == DataType.DT_VARIANT:
             raise UnimplementedError(f"reading {row.name} tensors is not supported", key=key)
         fd, _, path = self._check_span(key, entry)
         big = self.header.endianness != _HOST_ORDER
@@ -314,15 +223,16 @@ class BundleReader:
         if self.use_mmap and out is None and entry.size > 0:
             mapped = self._map(entry.shard_id, key)
             raw = np.frombuffer(mapped, dtype=np.uint8, count=entry.size, offset=entry.offset)
+            actual = crc32c(raw)
         else:
             target = out if out is not None else np.empty(entry.shape, dtype=row.numpy)
             raw = target.reshape(-1).view(np.uint8)
-            read_into(fd, raw, entry.offset, path=path)
-        if crc32c(raw) != unmask(entry.crc32c):
+            actual = read_into_with_crc32c(fd, raw, entry.offset, path=path)
+        if actual != unmask(entry.crc32c):  # rule F-RD-3
             raise DataLossError(
                 "Checksum does not match: stored "
                 f"{unmask(entry.crc32c):#010x} vs. calculated on the restored bytes "
-                f"{crc32c(raw):#010x}",
+                f"{actual:#010x}",
                 path=path,
                 key=key,
                 offset=entry.offset,
@@ -366,7 +276,7 @@ class BundleReader:
             out = _byteswapped(out, row)
         return out
 
-    def _stored_boxes(
+    def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
     ) -> list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]:
         if not entry.slices:
@@ -374,7 +284,7 @@ class BundleReader:
         boxes = []
         for tensor_slice in entry.slices:
             slice_key = encode_tensor_name_slice(key, tensor_slice)
-            if slice_key not in self._raw:
+            if slice_key not in self.index:
                 raise DataLossError(
                     "a slice listed by the full entry has no entry of its own",
                     path=self.index_path,
@@ -414,8 +324,10 @@ class BundleReader:
             out[dst_index] = values[src_index]
             return
         itemsize = row.itemsize
-        if extent == stored_shape:
-            if _is_contiguous_box(out.shape, dst_origin, extent):
+        if extent[:1] == stored_shape[:1]:
+            # Every row of the stored slice is needed, so every byte of it is
+            # read anyway: read it whole and verify its checksum.
+            if extent == stored_shape and _is_contiguous_box(out.shape, dst_origin, extent):
                 start = int(np.ravel_multi_index(dst_origin, out.shape)) if out.ndim else 0
                 flat = out.reshape(-1)[start : start + int(np.prod(extent, dtype=np.int64))]
                 self._read_entry(key, entry, out=flat)
@@ -503,6 +415,7 @@ def _check_tiling(
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:
+    """Elements reversed in units of the dtype's swap width (rule F-RD-4)."""
     unit = np.dtype(f"u{row.swap_width}")
     swapped = array.reshape(-1).view(unit).byteswap()
     return swapped.view(row.numpy).reshape(array.shape)

@@ -33,7 +33,7 @@ from .messages import BIG, LITTLE, BundleEntry, BundleHeader, TensorSlice, encod
 from .naming import data_filename, index_filename
 from .ordered_code import encode_tensor_name_slice
 from .slices import is_full, resolve
-from .streams import write_with_crc32c
+from .streams import write_strided_with_crc32c, write_with_crc32c
 from .strings import encode_string_tensor
 from .table import encode_table
 
@@ -45,7 +45,7 @@ def _key_bytes(key: str | bytes) -> bytes:
 
 
 def as_tensor(value: Any, dtype: Any = None) -> tuple[np.ndarray, DTypeInfo]:
-    """Normalise a value to a C-contiguous little-endian array and its TF dtype.
+    """Normalise a value to a little-endian array (not necessarily contiguous) and its TF dtype.
 
     Strings (``bytes``/``str`` scalars, ``S``/``U``/object arrays) become object
     arrays of ``bytes``; ``str`` is encoded as UTF-8, as TensorFlow does.
@@ -74,8 +74,6 @@ def as_tensor(value: Any, dtype: Any = None) -> tuple[np.ndarray, DTypeInfo]:
         array = array.astype(array.dtype.newbyteorder("<"))
     if array.dtype != row.numpy and array.dtype.newbyteorder("=") != row.numpy:
         array = array.astype(row.numpy)
-    if not array.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into 1-d)
-        array = array.copy(order="C")
     return array, row
 
 
@@ -133,7 +131,7 @@ class BundleWriter:
 
     # -- adding tensors -------------------------------------------------
     def add(self, key: str | bytes, tensor: Any, dtype: Any = None) -> BundleEntry:
-        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``)."""
+        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``; rules F-WR-1, F-WR-5)."""
         self._check_open()
         kb = _key_bytes(key)
         if kb in self._entries:
@@ -156,7 +154,8 @@ class BundleWriter:
         """Store ``tensor`` as the slice ``tensor_slice`` of a tensor of ``full_shape``.
 
         A slice that covers the whole tensor is stored as a plain entry, as
-        TensorFlow's ``AddSlice`` does (rule F-SL-2).
+        TensorFlow's ``AddSlice`` does (rule F-SL-2); otherwise the full entry lists
+        the slice and the data goes under the slice key (rules F-SL-3, F-SL-5).
         """
         self._check_open()
         kb = _key_bytes(key)
@@ -199,21 +198,27 @@ class BundleWriter:
             for chunk in chunks:
                 self._file.write(chunk)
         else:
-            flat = array.reshape(-1)
-            if big and row.swap_width:  # what a big-endian host would have in memory
-                flat = flat.view(f"u{row.swap_width}").byteswap()
-            raw = flat.view(np.uint8)
-            size = raw.size
-            crc = mask(write_with_crc32c(self._file, raw))
+            size = array.nbytes
+            if big and row.swap_width:  # what a big-endian host has in memory (F-WR-6)
+                flat = np.ascontiguousarray(array).reshape(-1)
+                array = flat.view(f"u{row.swap_width}").byteswap().view(array.dtype)
+            if array.flags.c_contiguous:
+                crc = mask(write_with_crc32c(self._file, array.reshape(-1).view(np.uint8)))
+            else:
+                crc = mask(write_strided_with_crc32c(self._file, array))
         entry = BundleEntry(
             dtype=row.enum, shape=shape, shard_id=0, offset=self._offset, size=size, crc32c=crc
         )
-        self._offset += size
+        self._offset += size  # back to back: no alignment padding (rule F-WR-2)
         return entry
 
     # -- finishing --------------------------------------------------------
     def finish(self) -> None:
-        """Close the data file and write the index (TF's ``BundleWriter::Finish``)."""
+        """Close the data file and write the index (TF's ``BundleWriter::Finish``).
+
+        The data file is renamed into place before the index is written
+        (rules F-WR-3, F-WR-4).
+        """
         self._check_open()
         self._finished = True
         try:

@@ -21,7 +21,7 @@ _U32 = 0xFFFFFFFF
 
 
 def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-    """CRC-32C of ``data``, continuing from the finished CRC ``value`` (TF's ``Extend``)."""
+    """CRC-32C of ``data``, continuing from the finished CRC ``value`` (TF's ``Extend``; rule F-CRC-1)."""
     return _crc32c.crc32c(data, value)
 
 

@@ -55,6 +55,7 @@ _MAX_SIGNED_BYTES = 10
 
 
 def encode_num_increasing(value: int) -> bytes:
+    """TF's ``WriteNumIncreasing`` (rule F-SL-4)."""
     if value < 0 or value >= 1 << 64:
         raise ValueError(f"unsigned ordered-code value out of range: {value}")
     body = value.to_bytes(8, "big").lstrip(b"\x00")
@@ -113,6 +114,7 @@ def decode_string(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def encode_signed_num_increasing(value: int) -> bytes:
+    """TF's ``WriteSignedNumIncreasing`` (rule F-SL-4): byte order equals numeric order."""
     if value < -(1 << 63) or value >= 1 << 63:
         raise ValueError(f"signed ordered-code value out of range: {value}")
     x = ~value if value < 0 else value

@@ -14,6 +14,8 @@ and ``tensorflow/core/util/saved_tensor_slice_util.cc`` (``ParseShapeAndSlice``)
 
 from __future__ import annotations
 
+import re
+
 from ..errors import InvalidArgumentError
 from .messages import FULL_LENGTH, TensorSlice
 
@@ -29,24 +31,37 @@ __all__ = [
 ]
 
 
+# TF reads numbers with ``safe_strto64``: optional sign, ASCII digits, ASCII
+# whitespace around; ``int()`` would also take "1_0" and non-ASCII digits.
+_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*", re.ASCII)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _parse_int(text: str) -> int | None:
+    match = _INT.fullmatch(text)
+    if match is None:
+        return None
+    value = int(match.group(1))
+    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
+
+
 def parse_slice(text: str, rank: int | None = None) -> TensorSlice:
-    """Parse ``"-:0,2"`` into ``((0, -1), (0, 2))``."""
-    if text == "" and rank in (None, 0):
-        return ()
+    """Parse ``"-:0,2"`` into ``((0, -1), (0, 2))`` (TF's ``TensorSlice::Parse``).
+
+    As in TF, empty items (``"0,2:"``, ``"0,2,"``) are skipped.
+    """
     extents = []
-    for item in text.split(":"):
+    for item in (i for i in text.split(":") if i):
         if item == "-":
             extents.append((0, FULL_LENGTH))
             continue
-        parts = item.split(",")
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            start, length = int(parts[0]), int(parts[1])
-        except ValueError:
+        parts = [p for p in item.split(",") if p]
+        numbers = [_parse_int(p) for p in parts]
+        if len(parts) != 2 or numbers[0] is None or numbers[1] is None:
             raise InvalidArgumentError(
                 f"slice item {item!r} in {text!r} is neither '-' nor 'start,length'"
-            ) from None
+            )
+        start, length = numbers[0], numbers[1]
         if start < 0 or length <= 0:
             raise InvalidArgumentError(
                 f"slice item {item!r} in {text!r} needs start >= 0 and length > 0"
@@ -75,10 +90,10 @@ def parse_shape_and_slice(text: str) -> tuple[tuple[int, ...], TensorSlice] | No
         raise InvalidArgumentError(
             f"shape_and_slice {text!r}: expected 'dim0 dim1 ... slice' (at least one space)"
         )
-    try:
-        shape = tuple(int(t) for t in tokens[:-1])
-    except ValueError:
-        raise InvalidArgumentError(f"shape_and_slice {text!r}: bad dimension") from None
+    dims = [_parse_int(t) for t in tokens[:-1]]
+    if any(d is None for d in dims):
+        raise InvalidArgumentError(f"Non numerical dimension in shape_and_slice: {text}")
+    shape = tuple(d for d in dims if d is not None)
     if any(d < 0 for d in shape):
         raise InvalidArgumentError(f"shape_and_slice {text!r}: negative dimension")
     tensor_slice = parse_slice(tokens[-1], len(shape))

@@ -43,6 +43,8 @@ __all__ = [
     "decode_block",
     "encode_table",
     "decode_table",
+    "data_blocks",
+    "entries_limit",
     "find_shortest_separator",
     "find_short_successor",
 ]
@@ -57,7 +59,7 @@ _MAX_HANDLE_BYTES = 20
 
 
 class _BlockBuilder:
-    """Accumulates sorted key/value pairs into one block (TF's ``BlockBuilder``)."""
+    """Accumulates sorted key/value pairs into one block (TF's ``BlockBuilder``, rule F-IX-2)."""
 
     def __init__(self, restart_interval: int) -> None:
         self.restart_interval = restart_interval
@@ -107,14 +109,7 @@ def encode_block(items: Iterable[tuple[bytes, bytes]], restart_interval: int = 1
 def decode_block(block: bytes | memoryview) -> list[tuple[bytes, bytes]]:
     """All key/value pairs of one block (trailer already removed and checked)."""
     view = memoryview(block)
-    size = len(view)
-    if size < 4:
-        raise DataLossError("block too short for its restart count", offset=0)
-    num_restarts = int.from_bytes(view[size - 4 :], "little")
-    max_restarts = (size - 4) // 4
-    if num_restarts > max_restarts:
-        raise DataLossError(f"block claims {num_restarts} restart points", offset=size - 4)
-    limit = size - 4 - 4 * num_restarts
+    limit = entries_limit(view)
     items: list[tuple[bytes, bytes]] = []
     key = b""
     pos = 0
@@ -138,7 +133,7 @@ def decode_block(block: bytes | memoryview) -> list[tuple[bytes, bytes]]:
 
 
 def find_shortest_separator(start: bytes, limit: bytes) -> bytes:
-    """A short key k with ``start <= k < limit`` (LevelDB's bytewise comparator)."""
+    """A short key k with ``start <= k < limit`` (LevelDB's bytewise comparator; rule F-IX-8)."""
     n = min(len(start), len(limit))
     i = 0
     while i < n and start[i] == limit[i]:
@@ -152,7 +147,7 @@ def find_shortest_separator(start: bytes, limit: bytes) -> bytes:
 
 
 def find_short_successor(key: bytes) -> bytes:
-    """A short key >= ``key``: bump its first non-0xff byte and cut after it."""
+    """A short key >= ``key``: bump its first non-0xff byte and cut after it (rule F-IX-8)."""
     for i, byte in enumerate(key):
         if byte != 0xFF:
             return key[:i] + bytes((byte + 1,))
@@ -181,7 +176,7 @@ def encode_table(
     last_key: bytes | None = None
     num_entries = 0
 
-    def write_block(block: bytes) -> bytes:
+    def write_block(block: bytes) -> bytes:  # block + trailer (rules F-IX-5, F-CRC-3)
         handle = _handle(len(out), len(block))
         out.extend(block)
         trailer_type = bytes((NO_COMPRESSION,))
@@ -219,7 +214,7 @@ def encode_table(
     index_handle = write_block(index.finish())
     footer = metaindex_handle + index_handle
     footer += b"\x00" * (2 * _MAX_HANDLE_BYTES - len(footer))
-    footer += struct.pack("<II", MAGIC & 0xFFFFFFFF, MAGIC >> 32)
+    footer += struct.pack("<II", MAGIC & 0xFFFFFFFF, MAGIC >> 32)  # fixed-width LE (F-VI-2)
     out.extend(footer)
     return bytes(out)
 
@@ -235,6 +230,7 @@ def _read_handle(buf: memoryview, pos: int, file_size: int) -> tuple[int, int, i
 
 
 def _read_block(data: memoryview, offset: int, size: int) -> memoryview:
+    """The block at ``offset`` after checking its trailer (rules F-IX-5, F-CRC-3)."""
     block = data[offset : offset + size]
     kind = data[offset + size]
     stored = int.from_bytes(data[offset + size + 1 : offset + size + 5], "little")
@@ -252,10 +248,11 @@ def _read_block(data: memoryview, offset: int, size: int) -> memoryview:
     return block
 
 
-def decode_table(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
-    """Every key/value pair of an SSTable, in order, with every checksum verified.
+def data_blocks(data: bytes | memoryview) -> list[tuple[int, int]]:
+    """``(offset, size)`` of every data block, in key order, checksums verified (rule F-RD-1).
 
-    Raises :class:`DataLossError` with the byte offset of the damage.
+    Checks the footer, the magic number and the index block on the way;
+    raises :class:`DataLossError` with the byte offset of the damage.
     """
     view = memoryview(data)
     size = len(view)
@@ -275,17 +272,41 @@ def decode_table(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
         index_entries = decode_block(index_block)
     except DataLossError as exc:
         raise exc.located(base_offset=index_offset) from None
-    items: list[tuple[bytes, bytes]] = []
-    previous: bytes | None = None
+    blocks = []
     for _, handle in index_entries:
         try:
             block_offset, block_size, _ = _read_handle(memoryview(handle), 0, index_offset)
         except DataLossError as exc:
-            raise DataLossError(f"bad block handle in index block: {exc.message}",
-                                offset=index_offset) from None
-        block = _read_block(view, block_offset, block_size)
+            raise DataLossError(
+                f"bad block handle in index block: {exc.message}", offset=index_offset
+            ) from None
+        _read_block(view, block_offset, block_size)
+        blocks.append((block_offset, block_size))
+    return blocks
+
+
+def entries_limit(block: bytes | memoryview) -> int:
+    """Where a block's entries end (its restart array starts), after checking the count (F-IX-2)."""
+    size = len(block)
+    if size < 4:
+        raise DataLossError("block too short for its restart count", offset=0)
+    num_restarts = int.from_bytes(block[size - 4 :], "little")
+    if num_restarts > (size - 4) // 4:
+        raise DataLossError(f"block claims {num_restarts} restart points", offset=size - 4)
+    return size - 4 - 4 * num_restarts
+
+
+def decode_table(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
+    """Every key/value pair of an SSTable, in order, with every checksum verified.
+
+    Raises :class:`DataLossError` with the byte offset of the damage.
+    """
+    view = memoryview(data)
+    items: list[tuple[bytes, bytes]] = []
+    previous: bytes | None = None
+    for block_offset, block_size in data_blocks(view):
         try:
-            block_items = decode_block(block)
+            block_items = decode_block(view[block_offset : block_offset + block_size])
         except DataLossError as exc:
             raise exc.located(base_offset=block_offset) from None
         for key, value in block_items:

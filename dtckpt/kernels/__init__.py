@@ -29,8 +29,10 @@ __all__ = [
     "crc32c_combine",
     "crc32c_parallel",
     "crc32c_value",
+    "decode_block_entries",
     "decode_varint_lengths",
     "encode_varint_lengths",
+    "parse_bundle_entries",
 ]
 
 #: The environment variable that forces the NumPy reference backend.
@@ -115,6 +117,30 @@ def crc32c_value(buf: object, value: int = 0) -> int:
     return int(_load().crc32c_value(buf, value))
 
 
+def decode_block_entries(
+    block: object, limit: int
+) -> tuple[
+    npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+]:
+    """Decode every entry of one SSTable block (``dtckpt.format.table`` rules F-IX-1..2).
+
+    ``block`` (uint8 array or bytes) is the block without its 5-byte trailer; its entries end at
+    ``limit`` (``len(block) - 4 - 4 * num_restarts``; the caller checks ``num_restarts``).
+    Returns ``(keys, key_offsets, value_offsets, value_lengths)``: the full keys concatenated
+    as uint8, key ``i`` being ``keys[key_offsets[i]:key_offsets[i + 1]]`` (``n + 1`` int64
+    offsets), and value ``i`` being ``block[value_offsets[i]:][:value_lengths[i]]`` (int64).
+
+    A damaged entry raises ``ValueError("corrupt block entry at byte offset N: ...")``, ``N``
+    being where the entry starts in ``block``: a varint that runs past ``limit`` or is longer
+    than 5 bytes, a ``shared`` count above the previous key's length, or a key suffix and
+    value that run past ``limit``. ``limit`` outside ``[0, len(block)]`` is a ``ValueError``.
+    """
+    result: tuple[
+        npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+    ] = _load().decode_block_entries(block, limit)
+    return result
+
+
 def decode_varint_lengths(
     buf: object, count: int, offset: int = 0
 ) -> tuple[npt.NDArray[np.int64], int]:
@@ -128,4 +154,45 @@ def decode_varint_lengths(
 def encode_varint_lengths(lengths: object) -> npt.NDArray[np.uint8]:
     """Encode a 1-D sequence of non-negative integers as consecutive LEB128 varints."""
     result: npt.NDArray[np.uint8] = _load().encode_varint_lengths(lengths)
+    return result
+
+
+def parse_bundle_entries(
+    blob: object, starts: object, ends: object
+) -> tuple[
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """Decode many ``BundleEntryProto`` messages (``tensor_bundle.proto``) into columns.
+
+    Entry ``i`` is ``blob[starts[i]:ends[i]]`` (``blob``: uint8 array or bytes; ``starts`` and
+    ``ends``: 1-D integer arrays of one length whose ranges lie inside ``blob``, else
+    ``ValueError``). Returns ``(simple, dtype, shard_id, offset, size, crc32c, dims_offsets,
+    dims)``: ``simple`` is bool, the rest int64; entry ``i``'s shape is
+    ``dims[dims_offsets[i]:dims_offsets[i + 1]]``.
+
+    ``simple[i]`` is True exactly when ``dtckpt.format.messages._decode_entry_fast`` accepts
+    the entry (single-byte tags 08 12 18 20 28 35 only, dims written ``12 00`` or
+    ``12 len 08 varint``, varints as ``decode_varint`` takes them, ``offset``/``size`` below
+    2**63, ``shard_id`` below 2**31) and its final ``dtype`` and dims are below 2**63; the
+    columns then hold that decoder's values. Other rows (slices, unknown fields, damage) hold
+    zeros and no dims: decode them with ``decode_entry_generic``. Nothing here raises for
+    damaged entries.
+    """
+    result: tuple[
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+        npt.NDArray[np.int64],
+    ] = _load().parse_bundle_entries(blob, starts, ends)
     return result

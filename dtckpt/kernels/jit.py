@@ -20,6 +20,7 @@ from numba.extending import register_jitable
 from . import _algorithms as alg
 from . import _checks as chk
 from . import _threads
+from ._index_jit import decode_block_entries, parse_bundle_entries
 from ._llvm import HAVE_SSE42, crc32_u8, crc32_u64, load_u64, memcpy
 
 __all__ = [
@@ -31,8 +32,10 @@ __all__ = [
     "crc32c_combine",
     "crc32c_parallel",
     "crc32c_value",
+    "decode_block_entries",
     "decode_varint_lengths",
     "encode_varint_lengths",
+    "parse_bundle_entries",
 ]
 
 for _helper in (alg.multmodp, alg.xpow8n, alg.combine, alg.plan_box):

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from . import _algorithms as alg
 from . import _checks as chk
 from . import _threads
+from ._index_reference import decode_block_entries, parse_bundle_entries
 
 _XPOW8N = alg.xpow8n_table()
 
@@ -24,8 +25,10 @@ __all__ = [
     "crc32c_combine",
     "crc32c_parallel",
     "crc32c_value",
+    "decode_block_entries",
     "decode_varint_lengths",
     "encode_varint_lengths",
+    "parse_bundle_entries",
 ]
 
 

@@ -228,3 +228,43 @@ def test_big_endian_bundle_reads_native(tensors: dict[str, np.ndarray]) -> None:
             assert reader.bundle.header.endianness == BIG
             for name, value in tensors.items():
                 assert_same_array(reader.get_tensor(name), value, name)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_strided_views_are_written_in_c_order(data) -> None:  # type: ignore[no-untyped-def]
+    from dtckpt.format import streams
+
+    dtype = data.draw(st.sampled_from(["float32", "int8", "complex128", "bfloat16", "bool"]))
+    base = data.draw(arrays(dtype, tuple(data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))))
+    index = tuple(
+        slice(a, b + 1, data.draw(st.sampled_from([1, 1, 2, -1])))
+        for a, b in (sorted(data.draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2)))
+                     for n in base.shape)
+    )
+    view = base[index]
+    if data.draw(st.booleans()) and view.ndim > 1:
+        view = view.T
+    chunk = data.draw(st.sampled_from([1, 7, 64, 8 << 20]))
+    old_chunk, streams.WRITE_CHUNK = streams.WRITE_CHUNK, chunk
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = os.path.join(tmp, "v")
+            dtckpt.save_v2(prefix, ["v"], [""], [view])
+            assert_same_array(dtckpt.load_checkpoint(prefix).get_tensor("v"), np.ascontiguousarray(view))
+    finally:
+        streams.WRITE_CHUNK = old_chunk
+
+
+def test_box_in_container_recognises_basic_slices() -> None:
+    from dtckpt.format.streams import box_in_container
+
+    a = np.arange(4 * 6 * 5, dtype=np.float32).reshape(4, 6, 5)
+    found = box_in_container(a[1:3, 2:5, 1:4])
+    assert found is not None and found[1:] == ((3, 6, 5), (1, 2, 1))
+    # Every other row of 5 is a box of a container with rows of 10.
+    stepped = box_in_container(a[:, ::2])
+    assert stepped is not None and stepped[1:] == ((4, 3, 10), (0, 0, 0))
+    assert box_in_container(a[:, :, ::2]) is None
+    assert box_in_container(a.T) is None
+    assert box_in_container(a[::-1]) is None
