@@ -27,7 +27,7 @@ from .. import kernels
 from ..kernels import reference as reference_kernels
 from ..dtypes import DataType, info
 from ..errors import CheckpointError, DataLossError, InvalidArgumentError, TensorNotFoundError
-from .messages import BIG, LITTLE, BundleEntry, BundleHeader, decode_entry_generic, decode_header
+from .messages import BIG, LITTLE, BundleEntry, BundleHeader, decode_entry, decode_header
 from .ordered_code import encode_tensor_name_slice
 from .slices import resolve
 from .table import data_blocks, entries_limit
@@ -239,7 +239,7 @@ class BundleIndex:
         else:
             raw = self._data[self._starts[row] : self._ends[row]]
             try:
-                entry = decode_entry_generic(raw)
+                entry = decode_entry(raw)
             except CheckpointError as exc:
                 raise DataLossError(
                     f"cannot parse BundleEntryProto: {exc.message}", path=self.path, key=key

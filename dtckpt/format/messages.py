@@ -43,7 +43,6 @@ __all__ = [
     "decode_header",
     "encode_entry",
     "decode_entry",
-    "decode_entry_generic",
 ]
 
 LITTLE, BIG = 0, 1
@@ -193,99 +192,11 @@ def encode_entry(entry: BundleEntry) -> bytes:
 
 
 def decode_entry(buf: bytes | memoryview) -> BundleEntry:
-    """Parse a ``BundleEntryProto``.
+    """Parse one ``BundleEntryProto`` with the generic wire decoder (full checks).
 
-    Entries written by TensorFlow use single-byte tags in field order, so a
-    straight-line parser handles them without the generic field iterator;
-    anything unusual (unknown fields, long varints, damage) is handed to
-    :func:`decode_entry_generic`, which has the full checks.
+    Whole indexes are decoded in bulk by ``dtckpt.kernels.parse_bundle_entries``;
+    this decoder serves the rows that parser leaves to it and single entries.
     """
-    data = bytes(buf)
-    try:
-        return _decode_entry_fast(data)
-    except (_NotSimple, IndexError, DataLossError):
-        return decode_entry_generic(data)
-
-
-class _NotSimple(Exception):
-    """The fast path met something it leaves to the generic decoder."""
-
-
-def _decode_entry_fast(b: bytes) -> BundleEntry:
-    n = len(b)
-    pos = 0
-    dtype = shard_id = offset = size = crc = 0
-    shape: tuple[int, ...] = ()
-    slices: tuple[TensorSlice, ...] = ()
-    while pos < n:
-        tag = b[pos]
-        if tag == 0x35:  # crc32c, fixed32
-            if pos + 5 > n:
-                raise _NotSimple
-            crc = b[pos + 1] | b[pos + 2] << 8 | b[pos + 3] << 16 | b[pos + 4] << 24
-            pos += 5
-            continue
-        value, pos = _varint(b, pos + 1)
-        if tag == 0x08:
-            dtype = value
-        elif tag == 0x12:  # shape: repeated Dim{size}, each "12 len 08 size"
-            end = pos + value
-            if end > n:
-                raise _NotSimple
-            dims = []
-            while pos < end:
-                if b[pos] != 0x12:
-                    raise _NotSimple
-                length = b[pos + 1]
-                if length == 0:
-                    dims.append(0)
-                    pos += 2
-                    continue
-                if b[pos + 2] != 0x08 or length > 11:
-                    raise _NotSimple
-                dim, after = _varint(b, pos + 3)
-                if after != pos + 2 + length:
-                    raise _NotSimple
-                dims.append(dim)
-                pos = after
-            if pos != end:
-                raise _NotSimple
-            shape = tuple(dims)
-        elif tag == 0x18:
-            shard_id = value
-        elif tag == 0x20:
-            offset = value
-        elif tag == 0x28:
-            size = value
-        elif tag == 0x3A:  # slices are rare: reparse the whole entry generically
-            raise _NotSimple
-        else:
-            raise _NotSimple
-    # Values the generic decoder reinterprets as negative (and anything that
-    # does not fit the int64 columns of the batch parser) take the slow path.
-    if (
-        offset >= 1 << 63
-        or size >= 1 << 63
-        or shard_id >= 1 << 31
-        or dtype >= 1 << 63
-        or any(d >= 1 << 63 for d in shape)
-    ):
-        raise _NotSimple
-    return BundleEntry(dtype, shape, shard_id, offset, size, crc, slices)
-
-
-def _varint(b: bytes, pos: int) -> tuple[int, int]:
-    byte = b[pos]
-    if byte < 0x80:
-        return byte, pos + 1
-    value, end = decode_varint(b, pos)
-    if end > len(b):
-        raise _NotSimple
-    return value, end
-
-
-def decode_entry_generic(buf: bytes | memoryview) -> BundleEntry:
-    """Parse a ``BundleEntryProto`` with the generic wire decoder (full checks)."""
     dtype = 0
     shape: tuple[int, ...] = ()
     shard_id = offset = size = crc = 0

@@ -177,12 +177,12 @@ def parse_bundle_entries(
     dims)``: ``simple`` is bool, the rest int64; entry ``i``'s shape is
     ``dims[dims_offsets[i]:dims_offsets[i + 1]]``.
 
-    ``simple[i]`` is True exactly when ``dtckpt.format.messages._decode_entry_fast`` accepts
-    the entry (single-byte tags 08 12 18 20 28 35 only, dims written ``12 00`` or
-    ``12 len 08 varint``, varints as ``decode_varint`` takes them, ``offset``/``size`` below
-    2**63, ``shard_id`` below 2**31) and its final ``dtype`` and dims are below 2**63; the
-    columns then hold that decoder's values. Other rows (slices, unknown fields, damage) hold
-    zeros and no dims: decode them with ``decode_entry_generic``. Nothing here raises for
+    ``simple[i]`` is True when the entry has TensorFlow's usual form: single-byte tags
+    08 12 18 20 28 35 only, dims written ``12 00`` or ``12 len 08 varint``, varints as
+    ``decode_varint`` takes them, ``offset``/``size``/``dtype``/dims below 2**63 and
+    ``shard_id`` below 2**31; the columns then hold exactly what the generic protobuf decoder
+    (``dtckpt.format.messages.decode_entry``) reads. Other rows (slices, unknown fields,
+    damage) hold zeros and no dims: decode them with ``decode_entry``. Nothing here raises for
     damaged entries.
     """
     result: tuple[

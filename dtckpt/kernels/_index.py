@@ -16,9 +16,9 @@ One ``BundleEntryProto`` as TensorFlow writes it (``tensor_bundle.proto``), ever
     shape = (12 len (08 size)?)*            each dim: "12 00" (size 0) or "12 len 08 varint"
 
 ``parse_bundle_entries`` decodes the entries of exactly that form (the *simple* ones) and marks
-the rest for the generic protobuf decoder. The rules are those of
-``dtckpt.format.messages._decode_entry_fast``, plus one that an int64 column forces: a final
-dtype or shape dim of 2**63 or more makes the entry not simple.
+the rest for the generic protobuf decoder (``dtckpt.format.messages.decode_entry``), which
+reads every simple entry to the same values. A final dtype or shape dim of 2**63 or more (which
+an int64 column cannot hold) makes the entry not simple too.
 """
 
 from __future__ import annotations

@@ -150,9 +150,9 @@ def _varint64(buf, pos, end):  # type: ignore[no-untyped-def]
 def _parse_entry(buf, pos, n, dims, first):  # type: ignore[no-untyped-def]
     """Parse the entry ``buf[pos:n]``, writing its dims from ``dims[first]`` on.
 
-    Returns ``(simple, dtype, shard_id, offset, size, crc32c, dims_end)``. Mirrors
-    ``_decode_entry_fast`` statement by statement: each of its reads that could raise
-    IndexError is preceded here by a comparison with ``n`` that makes the entry not simple.
+    Returns ``(simple, dtype, shard_id, offset, size, crc32c, dims_end)``. Mirrors the
+    reference twin (``_index_reference``) statement by statement: each read past ``n`` that
+    would raise IndexError there is preceded here by a comparison that makes it not simple.
     """
     dtype = np.uint64(0)
     shard_id = np.uint64(0)

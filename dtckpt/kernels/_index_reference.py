@@ -114,8 +114,8 @@ def _varint64(b: bytes, pos: int) -> tuple[int, int]:
 def _parse_entry(b: bytes) -> tuple[int, int, int, int, int, list[int]] | None:
     """``(dtype, shard_id, offset, size, crc32c, dims)`` of a simple entry, else None.
 
-    Mirrors ``_decode_entry_fast`` statement by statement; an IndexError there is a read past
-    the entry's end, which makes the entry not simple here too.
+    This is the specification of "simple": straight-line parsing of TF's usual encoding; any
+    read past the entry's end, or anything unusual, makes the entry not simple.
     """
     n = len(b)
     pos = 0

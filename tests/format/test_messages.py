@@ -13,7 +13,6 @@ from dtckpt.format.messages import (
     BundleHeader,
     VersionDef,
     decode_entry,
-    decode_entry_generic,
     decode_header,
     encode_entry,
     encode_header,
@@ -84,30 +83,3 @@ def test_truncated_entry_is_rejected() -> None:
     with pytest.raises(DataLossError):
         decode_entry(bytes.fromhex("0801 1208 1202"))
 
-
-@given(st.binary(max_size=60))
-def test_fast_entry_decoder_matches_generic_on_any_bytes(raw: bytes) -> None:
-    try:
-        expected = decode_entry_generic(raw)
-    except DataLossError:
-        with pytest.raises(DataLossError):
-            decode_entry(raw)
-        return
-    assert decode_entry(raw) == expected
-
-
-@given(
-    st.integers(0, 40), st.lists(st.integers(0, 2**62), max_size=5), st.integers(0, 2**31 - 1),
-    st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**32 - 1),
-)
-def test_fast_entry_decoder_matches_generic_on_entries(dtype, shape, shard, offset, size, crc) -> None:  # type: ignore[no-untyped-def]
-    raw = encode_entry(BundleEntry(dtype, tuple(shape), shard, offset, size, crc))
-    assert decode_entry(raw) == decode_entry_generic(raw) == BundleEntry(
-        dtype, tuple(shape), shard, offset, size, crc)
-
-
-def test_fast_path_falls_back_on_unknown_fixed32_field() -> None:
-    raw = bytes.fromhex("0dffffffff")  # field 1 as fixed32: not TF's encoding, still valid protobuf
-    assert decode_entry(raw) == decode_entry_generic(raw)
-    huge_dim = encode_entry(BundleEntry(1, (2**64 - 1,)))
-    assert decode_entry(huge_dim) == decode_entry_generic(huge_dim) == BundleEntry(1, (-1,))
