@@ -41,6 +41,11 @@ _MAX_FAST_RANK = 32
 #: Indexes smaller than this are decoded by the pure-Python twins: for a few
 #: thousand entries that is quicker than importing Numba in a fresh process.
 BATCH_THRESHOLD = 64 << 10
+#: Keys are prefix-compressed, so an index can describe far more key bytes than
+#: it holds. Real checkpoints stay far below this bound (a few times the index
+#: size); a forged one is refused before the keys are materialised.
+KEY_BYTES_BASE = 64 << 20
+KEY_BYTES_PER_INDEX_BYTE = 16
 
 # itemsize per DataType value: > 0 fixed width, 0 variable width, -1 not storable.
 _ITEMSIZE = np.full(64, -1, dtype=np.int64)
@@ -148,17 +153,19 @@ class BundleIndex:
         array = np.frombuffer(data, dtype=np.uint8)
         keys: list[bytes] = []
         starts, ends = [], []
+        key_budget = KEY_BYTES_BASE + KEY_BYTES_PER_INDEX_BYTE * len(data)
         for offset, size in data_blocks(data):
             block = array[offset : offset + size]
             try:
                 limit = entries_limit(block)
                 key_buf, key_offsets, value_offsets, value_lengths = self._kernels.decode_block_entries(
-                    block, limit
+                    block, limit, key_budget
                 )
             except DataLossError as exc:
                 raise exc.located(base_offset=offset) from None
             except ValueError as exc:
                 raise DataLossError(f"corrupt block: {exc}", offset=offset) from None
+            key_budget -= key_buf.size
             joined = key_buf.tobytes()
             bounds = key_offsets.tolist()
             block_keys = [joined[a:b] for a, b in zip(bounds, bounds[1:])]

@@ -118,7 +118,7 @@ def crc32c_value(buf: object, value: int = 0) -> int:
 
 
 def decode_block_entries(
-    block: object, limit: int
+    block: object, limit: int, max_key_bytes: int | None = None
 ) -> tuple[
     npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
 ]:
@@ -134,10 +134,14 @@ def decode_block_entries(
     being where the entry starts in ``block``: a varint that runs past ``limit`` or is longer
     than 5 bytes, a ``shared`` count above the previous key's length, or a key suffix and
     value that run past ``limit``. ``limit`` outside ``[0, len(block)]`` is a ``ValueError``.
+
+    Prefix compression lets a small block describe huge keys (each entry may repeat most of
+    the previous key for three bytes); ``max_key_bytes`` bounds their total, and a block
+    whose keys would exceed it raises ``ValueError`` before anything that size is allocated.
     """
     result: tuple[
         npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
-    ] = _load().decode_block_entries(block, limit)
+    ] = _load().decode_block_entries(block, limit, max_key_bytes)
     return result
 
 

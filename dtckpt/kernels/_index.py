@@ -77,6 +77,11 @@ def _read_only(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return view
 
 
+def key_budget_error(max_key_bytes: int) -> ValueError:
+    """The error both twins raise when a block's keys would exceed ``max_key_bytes``."""
+    return ValueError(f"the keys of this block expand past the limit of {max_key_bytes} bytes")
+
+
 def block_entry_error(status: int, offset: int) -> ValueError:
     """Build the error for a damaged block entry; both backends raise exactly this message."""
     return ValueError(f"corrupt block entry at byte offset {offset}: {_BLOCK_REASONS[status]}")

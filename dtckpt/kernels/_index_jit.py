@@ -112,7 +112,7 @@ def _fill_block(buf, limit, count, key_bytes):  # type: ignore[no-untyped-def]
 
 
 def decode_block_entries(
-    block: object, limit: int
+    block: object, limit: int, max_key_bytes: int | None = None
 ) -> tuple[
     npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
 ]:
@@ -122,6 +122,8 @@ def decode_block_entries(
     status, entry, count, key_bytes = _scan_block(arr, limit)
     if status != idx.BLOCK_OK:
         raise idx.block_entry_error(int(status), int(entry))
+    if max_key_bytes is not None and key_bytes > max_key_bytes:
+        raise idx.key_budget_error(max_key_bytes)
     return _fill_block(arr, limit, count, key_bytes)  # type: ignore[no-any-return]
 
 

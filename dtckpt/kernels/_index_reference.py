@@ -41,7 +41,7 @@ def _varint32(data: bytes, pos: int, limit: int, entry: int) -> tuple[int, int]:
 
 
 def decode_block_entries(
-    block: object, limit: int
+    block: object, limit: int, max_key_bytes: int | None = None
 ) -> tuple[
     npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
 ]:
@@ -71,6 +71,8 @@ def decode_block_entries(
             raise idx.block_entry_error(idx.BLOCK_PAST_LIMIT, entry)
         key = key[:shared] + data[pos : pos + non_shared]
         keys += key
+        if max_key_bytes is not None and len(keys) > max_key_bytes:
+            raise idx.key_budget_error(max_key_bytes)
         key_offsets.append(len(keys))
         pos += non_shared
         value_offsets.append(pos)

@@ -263,3 +263,46 @@ def test_read_of_other_rows_skips_the_damage(tmp_path: pathlib.Path) -> None:
     # Row 1 alone is read without row 0's bytes (rule F-RD-6): no checksum, correct values.
     (row,) = dtckpt.restore_v2(prefix, ["v"], ["4 6 1,2:-"], ["float32"])
     assert row.tolist() == np.arange(6, 18, dtype=np.float32).reshape(2, 6).tolist()
+
+
+def test_prefix_compressed_key_bomb_is_refused(tmp_path: pathlib.Path) -> None:
+    import struct
+
+    from dtckpt.format import index
+    from dtckpt.format.crc import crc32c, mask
+
+    # One entry with a 100 KiB key, then entries that each repeat all of it for 4 bytes.
+    header_value = encode_header(BundleHeader())
+    body = bytearray(b"\x00\x00" + bytes((len(header_value),)) + header_value)
+    first = b"k" * 100_000
+    body += b"\x00" + bytes.fromhex("a08d06") + b"\x00" + first  # shared 0, non_shared 100000, value 0
+    for i in range(3000):  # shared 100000, non_shared 2, value 0, increasing 2-byte suffixes
+        body += bytes.fromhex("a08d06") + b"\x02\x00" + (i + 1).to_bytes(2, "big")
+    block = bytes(body) + struct.pack("<II", 0, 1)
+    magic = encode_table([(b"", header_value)])[-8:]
+    trailer = b"\x00" + struct.pack("<I", mask(crc32c(b"\x00", crc32c(block))))
+    # A table around the forged block: the usual empty metaindex, a one-entry index, the footer.
+    from dtckpt.format.table import _BlockBuilder, _handle
+
+    out = bytearray(block + trailer)
+    handle = _handle(0, len(block))
+    meta = _BlockBuilder(16).finish()
+    meta_handle = _handle(len(out), len(meta))
+    out += meta + b"\x00" + struct.pack("<I", mask(crc32c(b"\x00", crc32c(meta))))
+    idx_block = _BlockBuilder(1)
+    idx_block.add(b"\xff", handle)
+    ib = idx_block.finish()
+    idx_handle = _handle(len(out), len(ib))
+    out += ib + b"\x00" + struct.pack("<I", mask(crc32c(b"\x00", crc32c(ib))))
+    footer = meta_handle + idx_handle
+    out += footer + b"\x00" * (40 - len(footer)) + magic
+    prefix = str(tmp_path / "bomb")
+    open(prefix + ".index", "wb").write(bytes(out))
+    old = index.KEY_BYTES_BASE
+    index.KEY_BYTES_BASE = 1 << 20  # the real bound is 64 MiB; a small one keeps the test light
+    try:
+        with pytest.raises(DataLossError, match="expand past the limit") as info:
+            dtckpt.load_checkpoint(prefix)
+        assert info.value.path == prefix + ".index"
+    finally:
+        index.KEY_BYTES_BASE = old

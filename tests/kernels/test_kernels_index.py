@@ -260,3 +260,14 @@ def test_bundle_entries_empty(impl: ModuleType) -> None:
     out = impl.parse_bundle_entries(b"", [], [])
     assert [a.size for a in out] == [0, 0, 0, 0, 0, 0, 1, 0]
     assert [a.dtype for a in out] == [np.bool_] + [np.int64] * 7
+
+
+def test_block_key_budget(impl: ModuleType) -> None:
+    from dtckpt.format.table import encode_block
+
+    block = encode_block([(b"a" * 50 + bytes((i,)), b"") for i in range(1, 40)], 16)
+    limit = len(block) - 4 - 4 * int.from_bytes(block[-4:], "little")
+    keys, _, _, _ = impl.decode_block_entries(block, limit, 39 * 51)
+    assert keys.size == 39 * 51
+    with pytest.raises(ValueError, match="expand past the limit of 1988 bytes"):
+        impl.decode_block_entries(block, limit, 39 * 51 - 1)
