@@ -344,7 +344,7 @@ class BundleReader:
             read_into(fd, src_bytes, entry.offset + rel[0] * row_bytes, path=path)
             src_shape = (extent[0],) + stored_shape[1:]
             src_origin = (0,) + rel[1:]
-        kernels.copy_box(
+        kernels.sized(src_bytes.size).copy_box(
             src_bytes,
             _bytes_shape(src_shape, itemsize),
             _bytes_origin(src_origin, itemsize),

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from .. import kernels
-from ..kernels import reference as reference_kernels
 from ..dtypes import DataType, info
 from ..errors import CheckpointError, DataLossError, InvalidArgumentError, TensorNotFoundError
 from .messages import BIG, LITTLE, BundleEntry, BundleHeader, decode_entry, decode_header
@@ -125,7 +124,7 @@ class BundleIndex:
     def __init__(self, data: bytes, path: str) -> None:
         self.path = path
         self._data = data
-        self._kernels = kernels if len(data) >= BATCH_THRESHOLD else reference_kernels
+        self._kernels = kernels.sized(len(data), BATCH_THRESHOLD)
         try:
             keys, starts, ends = self._decode_blocks(data)
         except CheckpointError as exc:

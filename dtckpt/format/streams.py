@@ -112,6 +112,7 @@ def write_strided_with_crc32c(file: BinaryIO, array: np.ndarray) -> int:
     rows = max(1, WRITE_CHUNK // max(row_bytes, 1))
     staging = np.empty(min(rows, array.shape[0]) * row_bytes, dtype=np.uint8)
     box = box_in_container(array)
+    cutter = kernels.sized(array.nbytes)
     item = array.itemsize
     crc = 0
     for start in range(0, array.shape[0], rows):
@@ -120,7 +121,7 @@ def write_strided_with_crc32c(file: BinaryIO, array: np.ndarray) -> int:
         if box is not None:
             source, container, origin = box
             extent = (n,) + array.shape[1:]
-            crc = kernels.copy_box_crc(
+            crc = cutter.copy_box_crc(
                 source,
                 container[:-1] + (container[-1] * item,),
                 (origin[0] + start,) + origin[1:-1] + (origin[-1] * item,),

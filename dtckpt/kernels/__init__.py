@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "SMALL_WORK_BYTES",
+    "sized",
     "backend",
     "copy_box",
     "copy_box_crc",
@@ -60,6 +62,22 @@ def _load() -> ModuleType:
                 from . import jit as impl
         _impl = impl
     return _impl
+
+
+#: Work below this many bytes runs on the NumPy twins: importing Numba and loading compiled
+#: kernels costs more than they would save on it.
+SMALL_WORK_BYTES = 1 << 20
+
+
+def sized(nbytes: int, threshold: int | None = None) -> ModuleType:
+    """The kernel module for a job of ``nbytes``: ``reference`` below ``threshold`` (default
+    :data:`SMALL_WORK_BYTES`), else the chosen backend. Both modules have the functions of
+    this package under the same names."""
+    if nbytes < (SMALL_WORK_BYTES if threshold is None else threshold):
+        from . import reference
+
+        return reference
+    return _load()
 
 
 def backend() -> str:

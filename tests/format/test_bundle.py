@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dtckpt
@@ -61,9 +61,17 @@ def _box_index(box: tuple[tuple[int, int], ...]) -> tuple[slice, ...]:
     return tuple(slice(s, s + n) for s, n in box)
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.fixture(params=["numpy-for-small-work", "kernels-for-all-work"])
+def work_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the default policy, and again with every job on the chosen kernels."""
+    if request.param == "kernels-for-all-work":
+        monkeypatch.setattr(dtckpt.kernels, "SMALL_WORK_BYTES", 0)
+    return str(request.param)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(partitioned(), st.data())
-def test_slices_assemble_and_reslice(case, data) -> None:  # type: ignore[no-untyped-def]
+def test_slices_assemble_and_reslice(work_threshold, case, data) -> None:  # type: ignore[no-untyped-def]
     value, boxes = case
     shape = value.shape
     order = data.draw(st.permutations(range(len(boxes))))
@@ -230,9 +238,9 @@ def test_big_endian_bundle_reads_native(tensors: dict[str, np.ndarray]) -> None:
                 assert_same_array(reader.get_tensor(name), value, name)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.data())
-def test_strided_views_are_written_in_c_order(data) -> None:  # type: ignore[no-untyped-def]
+def test_strided_views_are_written_in_c_order(work_threshold, data) -> None:  # type: ignore[no-untyped-def]
     from dtckpt.format import streams
 
     dtype = data.draw(st.sampled_from(["float32", "int8", "complex128", "bfloat16", "bool"]))
