@@ -35,10 +35,6 @@ for _path in (HERE, REPO_ROOT):  # the checkout's dtckpt and bench/_common, howe
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import crc32c  # noqa: E402
-
-import dtckpt  # noqa: E402
-import dtckpt.kernels  # noqa: E402
-
 from _common import (  # noqa: E402
     GB,
     MiB,
@@ -53,6 +49,9 @@ from _common import (  # noqa: E402
     ru_maxrss,
     table,
 )
+
+import dtckpt  # noqa: E402
+import dtckpt.kernels  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -170,15 +169,22 @@ class Report:
             row.update(theirs=theirs.name, ratio=ratio, status=status)
         self.comparisons.append(row)
 
-    def compare_memory(self, what: str, value_mib: float | None, target: float | None,
-                       note: str = "") -> None:
+    def compare_memory(
+        self, what: str, value_mib: float | None, target: float | None, note: str = ""
+    ) -> None:
         status = "n/a"
         if value_mib is not None:
             status = "-" if target is None else ("PASS" if value_mib < target else "MISS")
-        self.comparisons.append({
-            "what": what, "vs": "", "value_mib": value_mib, "target_mib": target,
-            "status": status, "note": note,
-        })
+        self.comparisons.append(
+            {
+                "what": what,
+                "vs": "",
+                "value_mib": value_mib,
+                "target_mib": target,
+                "status": status,
+                "note": note,
+            }
+        )
 
     # -- output --------------------------------------------------------------------------
     def timing_table(self) -> str:
@@ -204,12 +210,14 @@ class Report:
                 continue
             ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}x"
             rows.append([c["what"], c["vs"], ratio, _target(c["target"]), c["status"]])
-        return table(["measurement (dtckpt)", "vs", "ratio", "target", "result"], rows,
-                     right=(2,))
+        return table(["measurement (dtckpt)", "vs", "ratio", "target", "result"], rows, right=(2,))
 
     def misses(self) -> list[str]:
-        return [f"{c['what']} vs {c['vs']}" if c["vs"] else c["what"]
-                for c in self.comparisons if c["status"] == "MISS"]
+        return [
+            f"{c['what']} vs {c['vs']}" if c["vs"] else c["what"]
+            for c in self.comparisons
+            if c["status"] == "MISS"
+        ]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -217,8 +225,13 @@ class Report:
                 {
                     "title": title,
                     "variants": [
-                        {"name": v.name, "times_s": v.times, "best_s": v.best, "bytes": nbytes,
-                         "gb_per_s": (nbytes / v.best / GB) if nbytes else None}
+                        {
+                            "name": v.name,
+                            "times_s": v.times,
+                            "best_s": v.best,
+                            "bytes": nbytes,
+                            "gb_per_s": (nbytes / v.best / GB) if nbytes else None,
+                        }
                         for v, nbytes, _ in variants
                     ],
                 }
@@ -303,11 +316,15 @@ def bench_large(cfg: Config, work: str, tf: Any, rep: Report, repeats: int) -> N
     log(f"[1] write: {repeats} interleaved rounds of {', '.join(v.name for v in writes)}")
     interleaved(writes, repeats)
     clear_writes()
-    rep.section(f"write {size} / {cfg.big_count} tensors",
-                [(v, total, "") for v in writes])
+    rep.section(f"write {size} / {cfg.big_count} tensors", [(v, total, "") for v in writes])
     rep.compare(f"write {size}: save_v2", w_ours, w_raw, "raw write", TARGET_WRITE_VS_RAW)
-    rep.compare(f"write {size}: save_v2", w_ours, w_tf if tf is not None else None,
-                "TF Checkpoint.write", TARGET_WRITE_VS_TF)
+    rep.compare(
+        f"write {size}: save_v2",
+        w_ours,
+        w_tf if tf is not None else None,
+        "TF Checkpoint.write",
+        TARGET_WRITE_VS_TF,
+    )
 
     # -- reads: all variants read the same checkpoint, written once by dtckpt.
     read_prefix = os.path.join(work, "read", "ckpt")
@@ -352,8 +369,12 @@ def bench_large(cfg: Config, work: str, tf: Any, rep: Report, repeats: int) -> N
         return len(out) == len(arrays) and all(np.array_equal(o, a) for o, a in zip(out, arrays))
 
     log("[1] read: checking every reader returns the written data")
-    checks = [("raw", raw_read()), ("raw fresh", raw_read_fresh()), ("dtckpt", ours_read()),
-              ("dtckpt mmap", ours_mmap()[1])]
+    checks = [
+        ("raw", raw_read()),
+        ("raw fresh", raw_read_fresh()),
+        ("dtckpt", ours_read()),
+        ("dtckpt mmap", ours_mmap()[1]),
+    ]
     if tf is not None:
         checks.append(("TF", tf_read()))
     for who, out in checks:
@@ -370,16 +391,18 @@ def bench_large(cfg: Config, work: str, tf: Any, rep: Report, repeats: int) -> N
     log(f"[1] read: {repeats} interleaved rounds of {', '.join(v.name for v in reads)}")
     interleaved(reads, repeats)
     remove_prefix(read_prefix)
-    rep.section(f"read {size} / {cfg.big_count} tensors, checksums verified",
-                [(v, total, "") for v in reads])
+    rep.section(
+        f"read {size} / {cfg.big_count} tensors, checksums verified",
+        [(v, total, "") for v in reads],
+    )
     tf_or_none = r_tf if tf is not None else None
     rep.compare(f"read {size}: get_tensor", r_ours, r_raw, "raw readinto", None)
     rep.compare(f"read {size}: get_tensor", r_ours, r_fresh, "raw new arrays + crc32c", None)
-    rep.compare(f"read {size}: get_tensor", r_ours, tf_or_none, "TF get_tensor",
-                TARGET_READ_VS_TF)
+    rep.compare(f"read {size}: get_tensor", r_ours, tf_or_none, "TF get_tensor", TARGET_READ_VS_TF)
     rep.compare(f"read {size}: mmap get_tensor", r_mmap, r_raw, "raw readinto", None)
-    rep.compare(f"read {size}: mmap get_tensor", r_mmap, tf_or_none, "TF get_tensor",
-                TARGET_MMAP_VS_TF)
+    rep.compare(
+        f"read {size}: mmap get_tensor", r_mmap, tf_or_none, "TF get_tensor", TARGET_MMAP_VS_TF
+    )
 
 
 # --- 2. many small tensors ------------------------------------------------------------------
@@ -418,8 +441,9 @@ def bench_small(cfg: Config, work: str, tf: Any, rep: Report, repeats: int) -> N
         dtckpt.save_v2(ours_prefix, names, specs, arrays)
 
     def tf_save() -> None:
-        tf.raw_ops.SaveV2(prefix=tf_prefix, tensor_names=names, shape_and_slices=specs,
-                          tensors=arrays)
+        tf.raw_ops.SaveV2(
+            prefix=tf_prefix, tensor_names=names, shape_and_slices=specs, tensors=arrays
+        )
 
     s_ours = Variant("dtckpt save_v2", ours_save, before=clear)
     s_tf = Variant("TF raw_ops.SaveV2", tf_save, before=clear)
@@ -454,10 +478,20 @@ def bench_small(cfg: Config, work: str, tf: Any, rep: Report, repeats: int) -> N
 
     rep.section(f"save {n} small tensors", [(v, None, per_s(v)) for v in saves])
     rep.section(f"list {n} small tensors", [(v, None, per_s(v)) for v in lists])
-    rep.compare(f"save {n} small: save_v2", s_ours, s_tf if tf is not None else None,
-                "TF raw_ops.SaveV2", TARGET_SMALL_SAVE_VS_TF)
-    rep.compare(f"list {n} small: list_variables", l_ours, l_tf if tf is not None else None,
-                "TF list_variables", TARGET_LIST_VS_TF)
+    rep.compare(
+        f"save {n} small: save_v2",
+        s_ours,
+        s_tf if tf is not None else None,
+        "TF raw_ops.SaveV2",
+        TARGET_SMALL_SAVE_VS_TF,
+    )
+    rep.compare(
+        f"list {n} small: list_variables",
+        l_ours,
+        l_tf if tf is not None else None,
+        "TF list_variables",
+        TARGET_LIST_VS_TF,
+    )
 
 
 # --- 3. peak memory while writing -----------------------------------------------------------
@@ -492,18 +526,36 @@ def child_write(kind: str, nbytes: int, count: int, work: str) -> None:
     elapsed = time.perf_counter() - t0
     peak = peak_rss()
     remove_prefix(prefix)
-    print(json.dumps({
-        "kind": kind, "rss_after_alloc": base, "peak_before_write": peak_before,
-        "peak": peak, "peak_reset": reset, "ru_maxrss_before": maxrss_before,
-        "ru_maxrss_after": ru_maxrss(), "write_s": elapsed,
-        "numba_loaded": "numba" in sys.modules,
-    }))
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "rss_after_alloc": base,
+                "peak_before_write": peak_before,
+                "peak": peak,
+                "peak_reset": reset,
+                "ru_maxrss_before": maxrss_before,
+                "ru_maxrss_after": ru_maxrss(),
+                "write_s": elapsed,
+                "numba_loaded": "numba" in sys.modules,
+            }
+        )
+    )
 
 
 def run_child(kind: str, cfg: Config, work: str) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child-write", kind,
-           "--child-bytes", str(cfg.big_bytes), "--child-count", str(cfg.big_count),
-           "--dir", work]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child-write",
+        kind,
+        "--child-bytes",
+        str(cfg.big_bytes),
+        "--child-count",
+        str(cfg.big_count),
+        "--dir",
+        work,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"child {kind} failed:\n{proc.stderr[-2000:]}")
@@ -527,15 +579,20 @@ def bench_memory(cfg: Config, work: str, tf: Any, rep: Report) -> None:
 
     ours = run_child("dtckpt", cfg, work)
     rep.memory["dtckpt"] = ours
-    rep.compare_memory(what, ours["beyond_tensors_mib"], TARGET_PEAK_MIB,
-                       note(ours, "dtckpt save_v2"))
+    rep.compare_memory(
+        what, ours["beyond_tensors_mib"], TARGET_PEAK_MIB, note(ours, "dtckpt save_v2")
+    )
     if tf is None:
         rep.compare_memory(what, None, None, "TF not available")
         return
     theirs = run_child("tf", cfg, work)
     rep.memory["tf"] = theirs
-    rep.compare_memory(what, theirs["beyond_tensors_mib"], None,
-                       note(theirs, "TF Checkpoint.write, for comparison"))
+    rep.compare_memory(
+        what,
+        theirs["beyond_tensors_mib"],
+        None,
+        note(theirs, "TF Checkpoint.write, for comparison"),
+    )
 
 
 # --- 4. kernels -----------------------------------------------------------------------------
@@ -551,13 +608,14 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
     if k.crc32c_parallel(buf, workers=2) != crc32c.crc32c(buf):
         raise RuntimeError("crc32c_parallel disagrees with crc32c.crc32c")
     c_one = Variant("crc32c.crc32c (one call)", lambda: crc32c.crc32c(buf))
-    c_par = Variant("kernels.crc32c_parallel(workers=2)",
-                    lambda: k.crc32c_parallel(buf, workers=2))
+    c_par = Variant("kernels.crc32c_parallel(workers=2)", lambda: k.crc32c_parallel(buf, workers=2))
     interleaved([c_one, c_par], repeats)
-    rep.section(f"CRC-32C of {fmt_size(buf.nbytes)}", [(c_one, buf.nbytes, ""),
-                                                      (c_par, buf.nbytes, "")])
-    rep.compare(f"CRC-32C {fmt_size(buf.nbytes)}: crc32c_parallel", c_par, c_one,
-                "crc32c.crc32c", None)
+    rep.section(
+        f"CRC-32C of {fmt_size(buf.nbytes)}", [(c_one, buf.nbytes, ""), (c_par, buf.nbytes, "")]
+    )
+    rep.compare(
+        f"CRC-32C {fmt_size(buf.nbytes)}: crc32c_parallel", c_par, c_one, "crc32c.crc32c", None
+    )
     del buf
 
     # (b) cut the middle quarter block out of a [side, side] float32 array, with its CRC.
@@ -573,8 +631,9 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
         return int(crc32c.crc32c(block))
 
     def kernel_cut() -> int:
-        return k.copy_box_crc(src_u8, (side, side * 4), (lo, lo * 4), block_u8,
-                              (hi - lo, (hi - lo) * 4))
+        return k.copy_box_crc(
+            src_u8, (side, side * 4), (lo, lo * 4), block_u8, (hi - lo, (hi - lo) * 4)
+        )
 
     want = numpy_cut()
     block.fill(0)
@@ -583,10 +642,13 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
     b_np = Variant("NumPy slice copy + crc32c", numpy_cut)
     b_k = Variant("kernels.copy_box_crc", kernel_cut)
     interleaved([b_np, b_k], repeats)
-    rep.section(f"cut {fmt_size(block.nbytes)} block from {fmt_size(src.nbytes)} + CRC",
-                [(b_np, block.nbytes, ""), (b_k, block.nbytes, "")])
-    rep.compare(f"cut {fmt_size(block.nbytes)} + CRC: copy_box_crc", b_k, b_np,
-                "NumPy copy + crc32c", None)
+    rep.section(
+        f"cut {fmt_size(block.nbytes)} block from {fmt_size(src.nbytes)} + CRC",
+        [(b_np, block.nbytes, ""), (b_k, block.nbytes, "")],
+    )
+    rep.compare(
+        f"cut {fmt_size(block.nbytes)} + CRC: copy_box_crc", b_k, b_np, "NumPy copy + crc32c", None
+    )
     del block, block_u8
 
     # (c) assemble the [side, side] tensor from 8 pieces: 4 row bands x 2 column halves.
@@ -597,17 +659,24 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
     for r in range(4):
         for c in range(2):
             r0, c0 = r * rows, c * cols
-            pieces.append((r0, c0, np.ascontiguousarray(src[r0:r0 + rows, c0:c0 + cols])))
+            pieces.append((r0, c0, np.ascontiguousarray(src[r0 : r0 + rows, c0 : c0 + cols])))
     del src, src_u8
 
     def numpy_assemble() -> None:
         for r0, c0, p in pieces:
-            out[r0:r0 + rows, c0:c0 + cols] = p
+            out[r0 : r0 + rows, c0 : c0 + cols] = p
 
     def kernel_assemble() -> None:
         for r0, c0, p in pieces:
-            k.copy_box(p.reshape(-1).view(np.uint8), (rows, cols * 4), (0, 0), out_u8,
-                       (side, side * 4), (r0, c0 * 4), (rows, cols * 4))
+            k.copy_box(
+                p.reshape(-1).view(np.uint8),
+                (rows, cols * 4),
+                (0, 0),
+                out_u8,
+                (side, side * 4),
+                (r0, c0 * 4),
+                (rows, cols * 4),
+            )
 
     numpy_assemble()
     expected = out.copy()
@@ -619,10 +688,11 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
     a_np = Variant("NumPy slice assignment", numpy_assemble)
     a_k = Variant("kernels.copy_box", kernel_assemble)
     interleaved([a_np, a_k], repeats)
-    rep.section(f"assemble {fmt_size(out.nbytes)} tensor from 8 slices",
-                [(a_np, out.nbytes, ""), (a_k, out.nbytes, "")])
-    rep.compare(f"assemble {fmt_size(out.nbytes)}: copy_box", a_k, a_np,
-                "NumPy slice assign", None)
+    rep.section(
+        f"assemble {fmt_size(out.nbytes)} tensor from 8 slices",
+        [(a_np, out.nbytes, ""), (a_k, out.nbytes, "")],
+    )
+    rep.compare(f"assemble {fmt_size(out.nbytes)}: copy_box", a_k, a_np, "NumPy slice assign", None)
 
 
 # --- driver ---------------------------------------------------------------------------------
@@ -645,13 +715,23 @@ def header(facts: dict[str, Any], cfg: Config, repeats: int, tf_note: str) -> st
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small, fast run (64 MiB, 1,000 small tensors) for smoke tests")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved rounds per comparison (default: 9, --quick: 3)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small, fast run (64 MiB, 1,000 small tensors) for smoke tests",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved rounds per comparison (default: 9, --quick: 3)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--dir", metavar="DIR",
-                   help="make the temporary directory under DIR (default: the system temp dir)")
+    p.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="make the temporary directory under DIR (default: the system temp dir)",
+    )
     p.add_argument("--child-write", help=argparse.SUPPRESS)
     p.add_argument("--child-bytes", type=int, help=argparse.SUPPRESS)
     p.add_argument("--child-count", type=int, help=argparse.SUPPRESS)
@@ -690,17 +770,25 @@ def main(argv: list[str] | None = None) -> int:
     print("Timings (GB = 1e9 bytes)")
     print(rep.timing_table())
     print()
-    print("Ratios: throughput ours / theirs (> 1 means dtckpt is faster); "
-          "results against the targets")
+    print(
+        "Ratios: throughput ours / theirs (> 1 means dtckpt is faster); results against the targets"
+    )
     print(rep.target_table())
     misses = rep.misses()
     print()
-    print(f"{len(misses)} target(s) missed" + (": " + "; ".join(misses) if misses else "")
-          + f". Wall time {wall:.0f} s.")
+    print(
+        f"{len(misses)} target(s) missed"
+        + (": " + "; ".join(misses) if misses else "")
+        + f". Wall time {wall:.0f} s."
+    )
 
     if args.json:
-        out = {"machine": facts, "config": asdict(cfg) | {"repeats": repeats},
-               "wall_s": wall, **rep.as_json()}
+        out = {
+            "machine": facts,
+            "config": asdict(cfg) | {"repeats": repeats},
+            "wall_s": wall,
+            **rep.as_json(),
+        }
         parent = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(parent, exist_ok=True)
         with open(args.json, "w") as f:

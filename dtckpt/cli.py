@@ -71,8 +71,10 @@ def inspect(path: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
                 size = _human(entry.size)
                 total += entry.size
             rows.append((shown, dtype, _shape(entry.shape), size, where))
-        widths = [max(len(r[i]) for r in rows + [("key", "dtype", "shape", "bytes", "stored")])
-                  for i in range(5)]
+        widths = [
+            max(len(r[i]) for r in rows + [("key", "dtype", "shape", "bytes", "stored")])
+            for i in range(5)
+        ]
         line = "  ".join(f"{{:{w}}}" for w in widths)
         print(line.format("key", "dtype", "shape", "bytes", "stored"), file=out)
         for row in rows:
@@ -96,7 +98,7 @@ def demo(directory: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
     weight = rng.standard_normal((1024, 512), dtype=np.float32)
     embedding = rng.standard_normal((64, 32)).astype(ml_dtypes.bfloat16)
     step = np.int64(4242)
-    vocab = np.array(["hello".encode(), "wörld".encode(), b"\x00\xff", b""], dtype=object)
+    vocab = np.array([b"hello", "wörld".encode(), b"\x00\xff", b""], dtype=object)
 
     t0 = time.perf_counter()
     parts = []
@@ -120,8 +122,10 @@ def demo(directory: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
         parts.append(part)
     merge_v2_checkpoints(parts, prefix)
     t_save = time.perf_counter() - t0
-    print(f"saved 8 device bundles and merged them into {prefix} in {t_save * 1000:.1f} ms\n",
-          file=out)
+    print(
+        f"saved 8 device bundles and merged them into {prefix} in {t_save * 1000:.1f} ms\n",
+        file=out,
+    )
 
     inspect(prefix, out)
 
@@ -141,8 +145,11 @@ def demo(directory: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
         (block,) = restore_v2(prefix, ["model/weight"], [f"1024 512 -:{j * 128},128"], ["float32"])
         ok = ok and np.array_equal(block, weight[:, j * 128 : (j + 1) * 128])
     t_reshard = time.perf_counter() - t0
-    print(f"\nread every tensor back in {t_read * 1000:.1f} ms; re-sliced the weight into "
-          f"4 column blocks in {t_reshard * 1000:.1f} ms", file=out)
+    print(
+        f"\nread every tensor back in {t_read * 1000:.1f} ms; re-sliced the weight into "
+        f"4 column blocks in {t_reshard * 1000:.1f} ms",
+        file=out,
+    )
     print("values match: " + ("yes" if ok else "NO"), file=out)
     return 0 if ok else 1
 
@@ -152,12 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     p_inspect = sub.add_parser(
-        "inspect", help="list the entries of a checkpoint",
+        "inspect",
+        help="list the entries of a checkpoint",
         epilog="example: dtckpt inspect spec/golden/partitioned_tf1/ckpt",
     )
-    p_inspect.add_argument("path", help="checkpoint prefix, or a directory with a 'checkpoint' file")
+    p_inspect.add_argument(
+        "path", help="checkpoint prefix, or a directory with a 'checkpoint' file"
+    )
     p_demo = sub.add_parser(
-        "demo", help="write, inspect and read back a sharded checkpoint",
+        "demo",
+        help="write, inspect and read back a sharded checkpoint",
         epilog="example: dtckpt demo /tmp/dtckpt-demo",
     )
     p_demo.add_argument("directory")

@@ -83,11 +83,17 @@ class CheckpointError(Exception):
             offset=offset,
         )
 
-    def __reduce__(self):  # keep keyword-only fields across pickling
+    def __reduce__(self) -> tuple[object, ...]:  # keep keyword-only fields across pickling
         return (_rebuild, (type(self), self.message, self.path, self.key, self.offset))
 
 
-def _rebuild(cls, message, path, key, offset):  # type: ignore[no-untyped-def]
+def _rebuild(
+    cls: type[CheckpointError],
+    message: str,
+    path: str | None,
+    key: str | bytes | None,
+    offset: int | None,
+) -> CheckpointError:
     return cls(message, path=path, key=key, offset=offset)
 
 

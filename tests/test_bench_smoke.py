@@ -17,9 +17,20 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def test_bundle_io_quick_run(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "result.json"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bundle_io.py"), "--quick", "--repeats", "1",
-         "--dir", str(tmp_path), "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "bundle_io.py"),
+            "--quick",
+            "--repeats",
+            "1",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Ratios" in run.stdout

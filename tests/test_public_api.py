@@ -9,8 +9,16 @@ import dtckpt
 
 
 def test_public_names() -> None:
-    for name in ["load_checkpoint", "list_variables", "latest_checkpoint", "save_v2",
-                 "restore_v2", "merge_v2_checkpoints", "CheckpointReader", "errors"]:
+    for name in [
+        "load_checkpoint",
+        "list_variables",
+        "latest_checkpoint",
+        "save_v2",
+        "restore_v2",
+        "merge_v2_checkpoints",
+        "CheckpointReader",
+        "errors",
+    ]:
         assert hasattr(dtckpt, name), name
     assert set(dtckpt.__all__) <= set(dir(dtckpt))
 
@@ -35,10 +43,14 @@ def test_error_classes_are_builtin_subclasses() -> None:
 
 
 def test_cli_demo_and_inspect(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run([sys.executable, "-m", "dtckpt", "demo", str(tmp_path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "dtckpt", "demo", str(tmp_path)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     assert "values match: yes" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "dtckpt", "inspect", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "dtckpt", "inspect", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "nope" in bad.stderr

@@ -57,7 +57,9 @@ def save_v2(
         dtypes = [None] * len(tensor_names)
     _same_length("dtypes", tensor_names, dtypes)
     with BundleWriter(os.fspath(prefix)) as writer:
-        for name, spec, tensor, dtype in zip(tensor_names, shape_and_slices, tensors, dtypes):
+        for name, spec, tensor, dtype in zip(
+            tensor_names, shape_and_slices, tensors, dtypes, strict=True
+        ):
             parsed = parse_shape_and_slice(spec)
             if parsed is None:
                 writer.add(name, tensor, dtype)
@@ -77,7 +79,7 @@ def restore_v2(
     _same_length("dtypes", tensor_names, dtypes)
     results = []
     with BundleReader(os.fspath(prefix)) as reader:
-        for name, spec, dtype in zip(tensor_names, shape_and_slices, dtypes):
+        for name, spec, dtype in zip(tensor_names, shape_and_slices, dtypes, strict=True):
             entry = reader.entry(name)
             wanted, stored = info(dtype), info(entry.dtype)
             if wanted.enum != stored.enum:
@@ -111,7 +113,7 @@ def merge_v2_checkpoints(
 ) -> None:
     """Merge bundles into ``destination_prefix`` (TF's ``MergeV2Checkpoints``)."""
     if isinstance(checkpoint_prefixes, (str, bytes, os.PathLike)):
-        checkpoint_prefixes = [os.fspath(checkpoint_prefixes)]  # type: ignore[list-item]
+        checkpoint_prefixes = [os.fspath(checkpoint_prefixes)]
     merge_bundles(
         [os.fspath(p) for p in checkpoint_prefixes],
         os.fspath(destination_prefix),

@@ -54,8 +54,19 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
-_SIMPLE_ESCAPES = {"n": 10, "r": 13, "t": 9, '"': 34, "'": 39, "\\": 92, "a": 7, "b": 8,
-                   "f": 12, "v": 11, "?": 63}
+_SIMPLE_ESCAPES = {
+    "n": 10,
+    "r": 13,
+    "t": 9,
+    '"': 34,
+    "'": 39,
+    "\\": 92,
+    "a": 7,
+    "b": 8,
+    "f": 12,
+    "v": 11,
+    "?": 63,
+}
 
 
 def _unescape(text: str, where: int) -> str:
@@ -151,8 +162,12 @@ def format_checkpoint_state(state: CheckpointState) -> str:
     lines = []
     if state.model_checkpoint_path:
         lines.append(f'model_checkpoint_path: "{_escape(state.model_checkpoint_path)}"')
-    lines.extend(f'all_model_checkpoint_paths: "{_escape(p)}"' for p in state.all_model_checkpoint_paths)
-    lines.extend(f"all_model_checkpoint_timestamps: {t!r}" for t in state.all_model_checkpoint_timestamps)
+    lines.extend(
+        f'all_model_checkpoint_paths: "{_escape(p)}"' for p in state.all_model_checkpoint_paths
+    )
+    lines.extend(
+        f"all_model_checkpoint_timestamps: {t!r}" for t in state.all_model_checkpoint_timestamps
+    )
     if state.last_preserved_timestamp:
         lines.append(f"last_preserved_timestamp: {state.last_preserved_timestamp!r}")
     return "".join(line + "\n" for line in lines)
@@ -179,7 +194,9 @@ def get_checkpoint_state(
     except DataLossError:
         return None
     if not state.model_checkpoint_path:
-        raise InvalidArgumentError(f"Invalid checkpoint state loaded from {checkpoint_dir}", path=path)
+        raise InvalidArgumentError(
+            f"Invalid checkpoint state loaded from {checkpoint_dir}", path=path
+        )
 
     def absolute(p: str) -> str:
         return p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)

@@ -19,10 +19,8 @@ the real file size, shapes against the entry size. A damaged file raises a
 
 from __future__ import annotations
 
-import mmap
+import mmap as mmap_module
 import os
-import re
-from typing import Any
 
 import numpy as np
 
@@ -78,11 +76,13 @@ class BundleReader:
                 path=self.index_path,
             ) from None
         except IsADirectoryError:
-            raise NotFoundError("expected an index file, found a directory", path=self.index_path)
+            raise NotFoundError(
+                "expected an index file, found a directory", path=self.index_path
+            ) from None
         self.index = BundleIndex(data, self.index_path)
         self.header = self.index.header
         self._fds: dict[int, tuple[int, int, str]] = {}
-        self._maps: dict[int, mmap.mmap] = {}
+        self._maps: dict[int, mmap_module.mmap] = {}
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
@@ -122,8 +122,9 @@ class BundleReader:
         return list(self.index.visible_keys())
 
     def __contains__(self, key: object) -> bool:
-        kb = key.encode("utf-8") if isinstance(key, str) else key
-        return kb in self.index
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        return isinstance(key, bytes) and key in self.index
 
     def entry(self, key: str | bytes) -> BundleEntry:
         """The validated entry stored under ``key``."""
@@ -182,12 +183,12 @@ class BundleReader:
             )
         return fd, size, path
 
-    def _map(self, shard_id: int, key: bytes) -> mmap.mmap:
+    def _map(self, shard_id: int, key: bytes) -> mmap_module.mmap:
         existing = self._maps.get(shard_id)
         if existing is not None:
             return existing
         fd, _, _ = self._shard(shard_id, key)
-        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        mapped = mmap_module.mmap(fd, 0, access=mmap_module.ACCESS_READ)
         self._maps[shard_id] = mapped
         return mapped
 
@@ -200,7 +201,9 @@ class BundleReader:
             return self.read_slice(kb, full_slice(len(entry.shape)))
         return self._read_entry(kb, entry)
 
-    def _read_entry(self, key: bytes, entry: BundleEntry, out: np.ndarray | None = None) -> np.ndarray:
+    def _read_entry(
+        self, key: bytes, entry: BundleEntry, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Read one stored (non-partitioned) entry in full, checksum verified (rule F-RD-3).
 
         With ``out`` (a C-contiguous array of the right size) the bytes land
@@ -313,14 +316,14 @@ class BundleReader:
         overlap: tuple[tuple[int, int], ...],
         row: DTypeInfo,
     ) -> None:
-        rel = tuple(o - s for (o, _), (s, _) in zip(overlap, stored_box))
+        rel = tuple(o - s for (o, _), (s, _) in zip(overlap, stored_box, strict=True))
         extent = tuple(n for _, n in overlap)
-        dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box))
+        dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
         stored_shape = tuple(n for _, n in stored_box)
         if row.is_string:
             values = self._read_entry(key, entry)
-            src_index = tuple(slice(r, r + e) for r, e in zip(rel, extent))
-            dst_index = tuple(slice(d, d + e) for d, e in zip(dst_origin, extent))
+            src_index = tuple(slice(r, r + e) for r, e in zip(rel, extent, strict=True))
+            dst_index = tuple(slice(d, d + e) for d, e in zip(dst_origin, extent, strict=True))
             out[dst_index] = values[src_index]
             return
         itemsize = row.itemsize
@@ -363,7 +366,9 @@ def _bytes_origin(origin: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     return origin[:-1] + (origin[-1] * itemsize,) if origin else ()
 
 
-def _is_contiguous_box(shape: tuple[int, ...], origin: tuple[int, ...], extent: tuple[int, ...]) -> bool:
+def _is_contiguous_box(
+    shape: tuple[int, ...], origin: tuple[int, ...], extent: tuple[int, ...]
+) -> bool:
     """Whether a box of a C-order array occupies one contiguous run of it."""
     k = 0
     while k < len(extent) and extent[k] == 1:
@@ -401,14 +406,16 @@ def _check_tiling(
     else:
         counts = np.zeros(tuple(n for _, n in box), dtype=np.uint16)
         for o in overlaps:
-            counts[tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box))] += 1
+            counts[
+                tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box, strict=True))
+            ] += 1
         if counts.max(initial=0) > 1:
             raise DataLossError("stored slices overlap", path=path, key=key)
         complete = bool(counts.all()) if numel else True
     if not complete:
         raise InvalidArgumentError(
             f"the stored slices of {_show(key)!r} do not cover the requested slice "
-            f"{[list(e) for e in box]} (\"Does not have sufficient slices\")",
+            f'{[list(e) for e in box]} ("Does not have sufficient slices")',
             path=path,
             key=key,
         )
@@ -417,5 +424,5 @@ def _check_tiling(
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:
     """Elements reversed in units of the dtype's swap width (rule F-RD-4)."""
     unit = np.dtype(f"u{row.swap_width}")
-    swapped = array.reshape(-1).view(unit).byteswap()
+    swapped: np.ndarray = array.reshape(-1).view(unit).byteswap()
     return swapped.view(row.numpy).reshape(array.shape)

@@ -25,11 +25,18 @@ from typing import Any
 
 import numpy as np
 
-
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from .crc import mask
-from .messages import BIG, LITTLE, BundleEntry, BundleHeader, TensorSlice, encode_entry, encode_header
+from .messages import (
+    BIG,
+    LITTLE,
+    BundleEntry,
+    BundleHeader,
+    TensorSlice,
+    encode_entry,
+    encode_header,
+)
 from .naming import data_filename, index_filename
 from .ordered_code import encode_tensor_name_slice
 from .slices import is_full, resolve
@@ -51,9 +58,7 @@ def as_tensor(value: Any, dtype: Any = None) -> tuple[np.ndarray, DTypeInfo]:
     arrays of ``bytes``; ``str`` is encoded as UTF-8, as TensorFlow does.
     """
     row = info(dtype) if dtype is not None else None
-    if row is not None and row.is_string or (
-        row is None and _looks_like_strings(value)
-    ):
+    if row is not None and row.is_string or (row is None and _looks_like_strings(value)):
         array = np.asarray(value, dtype=object)
         flat = array.reshape(-1)
         out = np.empty(flat.shape, dtype=object)
@@ -104,7 +109,9 @@ class BundleWriter:
 
     def __init__(self, prefix: str, *, endianness: int = LITTLE) -> None:
         if endianness not in (LITTLE, BIG):
-            raise InvalidArgumentError(f"endianness must be LITTLE (0) or BIG (1), not {endianness}")
+            raise InvalidArgumentError(
+                f"endianness must be LITTLE (0) or BIG (1), not {endianness}"
+            )
         self.prefix = os.fspath(prefix)
         self.endianness = endianness
         parent = os.path.dirname(self.prefix)
@@ -131,7 +138,10 @@ class BundleWriter:
 
     # -- adding tensors -------------------------------------------------
     def add(self, key: str | bytes, tensor: Any, dtype: Any = None) -> BundleEntry:
-        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``; rules F-WR-1, F-WR-5)."""
+        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``).
+
+        Rules F-WR-1 (data order) and F-WR-5 (refused keys).
+        """
         self._check_open()
         kb = _key_bytes(key)
         if kb in self._entries:

@@ -13,6 +13,11 @@ themselves contain CRCs does not degenerate::
 from __future__ import annotations
 
 import crc32c as _crc32c
+import numpy as np
+import numpy.typing as npt
+
+#: Anything exposing contiguous bytes: what the checksum functions accept.
+Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
 
 __all__ = ["MASK_DELTA", "crc32c", "mask", "unmask", "masked_crc32c"]
 
@@ -20,9 +25,9 @@ MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
 
 
-def crc32c(data: bytes | bytearray | memoryview, value: int = 0) -> int:
-    """CRC-32C of ``data``, continuing from the finished CRC ``value`` (TF's ``Extend``; rule F-CRC-1)."""
-    return _crc32c.crc32c(data, value)
+def crc32c(data: Buffer, value: int = 0) -> int:
+    """CRC-32C of ``data`` continuing the finished CRC ``value`` (TF's ``Extend``; F-CRC-1)."""
+    return int(_crc32c.crc32c(data, value))
 
 
 def mask(crc: int) -> int:
@@ -36,6 +41,6 @@ def unmask(masked: int) -> int:
     return ((rot >> 17) | (rot << 15)) & _U32
 
 
-def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+def masked_crc32c(data: Buffer) -> int:
     """``mask(crc32c(data))``, the value stored in block trailers and entries."""
-    return mask(_crc32c.crc32c(data))
+    return mask(int(_crc32c.crc32c(data)))

@@ -19,6 +19,7 @@ precise error; the checks are the same either way (rule F-RD-2).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -66,11 +67,15 @@ def check_header(header: BundleHeader, path: str) -> None:
     if version.producer < MIN_PRODUCER:
         raise InvalidArgumentError(
             f"checkpoint producer version {version.producer} is below the minimum "
-            f"{MIN_PRODUCER} supported by this reader", **where)
+            f"{MIN_PRODUCER} supported by this reader",
+            **where,
+        )
     if version.min_consumer > VERSION:
         raise InvalidArgumentError(
             f"checkpoint needs a reader of version {version.min_consumer} or newer; "
-            f"this reader is version {VERSION}", **where)
+            f"this reader is version {VERSION}",
+            **where,
+        )
     if VERSION in version.bad_consumers:
         raise InvalidArgumentError(f"checkpoint disallows readers of version {VERSION}", **where)
     if header.endianness not in (LITTLE, BIG):
@@ -157,8 +162,8 @@ class BundleIndex:
             block = array[offset : offset + size]
             try:
                 limit = entries_limit(block)
-                key_buf, key_offsets, value_offsets, value_lengths = self._kernels.decode_block_entries(
-                    block, limit, key_budget
+                key_buf, key_offsets, value_offsets, value_lengths = (
+                    self._kernels.decode_block_entries(block, limit, key_budget)
                 )
             except DataLossError as exc:
                 raise exc.located(base_offset=offset) from None
@@ -167,10 +172,10 @@ class BundleIndex:
             key_budget -= key_buf.size
             joined = key_buf.tobytes()
             bounds = key_offsets.tolist()
-            block_keys = [joined[a:b] for a, b in zip(bounds, bounds[1:])]
+            block_keys = [joined[a:b] for a, b in pairwise(bounds)]
             if keys and block_keys and block_keys[0] <= keys[-1]:
                 raise DataLossError("keys out of order", key=block_keys[0], offset=offset)
-            for previous, key in zip(block_keys, block_keys[1:]):
+            for previous, key in pairwise(block_keys):
                 if key <= previous:
                     raise DataLossError("keys out of order", key=key, offset=offset)
             keys.extend(block_keys)
@@ -239,8 +244,12 @@ class BundleIndex:
         if self._ok[row]:
             a, b = self._dims_offsets[row], self._dims_offsets[row + 1]
             entry = BundleEntry(
-                self._dtype[row], tuple(self._dims[a:b]), self._shard[row], self._offset[row],
-                self._size[row], self._crc[row],
+                self._dtype[row],
+                tuple(self._dims[a:b]),
+                self._shard[row],
+                self._offset[row],
+                self._size[row],
+                self._crc[row],
             )
         else:
             raw = self._data[self._starts[row] : self._ends[row]]

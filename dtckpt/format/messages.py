@@ -100,7 +100,7 @@ def decode_shape(buf: memoryview) -> tuple[int, ...]:
             assert isinstance(value, memoryview)
             for dnum, dwire, dval in iter_fields(value):
                 if dnum == 1 and dwire == wire.VARINT:
-                    size = as_int64(int(dval))  # type: ignore[arg-type]
+                    size = as_int64(int(dval))
             dims.append(size)
         elif number == 3 and wire_type == wire.VARINT and value:
             raise DataLossError("checkpoint shape has unknown rank")
@@ -127,9 +127,9 @@ def decode_slice(buf: memoryview) -> TensorSlice:
                 if ewire != wire.VARINT:
                     continue
                 if enum_ == 1:
-                    start = as_int64(int(evalue))  # type: ignore[arg-type]
+                    start = as_int64(int(evalue))
                 elif enum_ == 2:
-                    length = as_int64(int(evalue))  # type: ignore[arg-type]
+                    length = as_int64(int(evalue))
             extents.append((start, length))
     return tuple(extents)
 
@@ -155,19 +155,19 @@ def decode_header(buf: bytes | memoryview) -> BundleHeader:
     producer, min_consumer, bad = 0, 0, []
     for number, wire_type, value in iter_fields(buf):
         if number == 1 and wire_type == wire.VARINT:
-            num_shards = as_int32(int(value))  # type: ignore[arg-type]
+            num_shards = as_int32(int(value))
         elif number == 2 and wire_type == wire.VARINT:
-            endianness = int(value)  # type: ignore[arg-type]
+            endianness = int(value)
         elif number == 3 and wire_type == wire.LEN:
             assert isinstance(value, memoryview)
             for vnum, vwire, vval in iter_fields(value):
                 if vwire == wire.VARINT:
                     if vnum == 1:
-                        producer = as_int32(int(vval))  # type: ignore[arg-type]
+                        producer = as_int32(int(vval))
                     elif vnum == 2:
-                        min_consumer = as_int32(int(vval))  # type: ignore[arg-type]
+                        min_consumer = as_int32(int(vval))
                     elif vnum == 3:
-                        bad.append(as_int32(int(vval)))  # type: ignore[arg-type]
+                        bad.append(as_int32(int(vval)))
                 elif vnum == 3 and vwire == wire.LEN:  # packed repeated int32
                     assert isinstance(vval, memoryview)
                     pos = 0
@@ -204,13 +204,13 @@ def decode_entry(buf: bytes | memoryview) -> BundleEntry:
     for number, wire_type, value in iter_fields(buf):
         if wire_type == wire.VARINT:
             if number == 1:
-                dtype = int(value)  # type: ignore[arg-type]
+                dtype = int(value)
             elif number == 3:
-                shard_id = as_int32(int(value))  # type: ignore[arg-type]
+                shard_id = as_int32(int(value))
             elif number == 4:
-                offset = as_int64(int(value))  # type: ignore[arg-type]
+                offset = as_int64(int(value))
             elif number == 5:
-                size = as_int64(int(value))  # type: ignore[arg-type]
+                size = as_int64(int(value))
         elif wire_type == wire.LEN:
             assert isinstance(value, memoryview)
             if number == 2:
@@ -218,5 +218,5 @@ def decode_entry(buf: bytes | memoryview) -> BundleEntry:
             elif number == 7:
                 slices.append(decode_slice(value))
         elif number == 6 and wire_type == wire.I32:
-            crc = int(value)  # type: ignore[arg-type]
+            crc = int(value)
     return BundleEntry(dtype, shape, shard_id, offset, size, crc, tuple(slices))

@@ -2,7 +2,7 @@
 
 A slice of tensor ``K`` is stored under the key (rule F-SL-3)::
 
-    00 | escape(K) 00 01 | num(rank) | snum(start_0) snum(length_0) | ... 
+    00 | escape(K) 00 01 | num(rank) | snum(start_0) snum(length_0) | ...
 
     e.g. K="foo", slice "-:0,1" -> 00 | 66 6f 6f 00 01 | 01 02 | 80 7f | 80 81
 

@@ -118,7 +118,7 @@ def resolve(
             f"{what}: rank {len(tensor_slice)} does not match shape {list(shape)}"
         )
     out = []
-    for dim, ((start, length), size) in enumerate(zip(tensor_slice, shape)):
+    for dim, ((start, length), size) in enumerate(zip(tensor_slice, shape, strict=True)):
         if length == FULL_LENGTH:
             if start != 0:
                 raise InvalidArgumentError(f"{what}: full extent with start {start} in dim {dim}")
@@ -136,7 +136,7 @@ def is_full(tensor_slice: TensorSlice, shape: tuple[int, ...]) -> bool:
     """True when the slice covers the whole tensor, however it is spelled."""
     return all(
         length == FULL_LENGTH or (start == 0 and length == size)
-        for (start, length), size in zip(tensor_slice, shape)
+        for (start, length), size in zip(tensor_slice, shape, strict=True)
     )
 
 
@@ -145,7 +145,7 @@ def intersect(
 ) -> tuple[tuple[int, int], ...] | None:
     """The overlap of two concrete boxes, or ``None`` if they share no element."""
     out = []
-    for (sa, la), (sb, lb) in zip(a, b):
+    for (sa, la), (sb, lb) in zip(a, b, strict=True):
         lo = max(sa, sb)
         hi = min(sa + la, sb + lb)
         if hi <= lo:

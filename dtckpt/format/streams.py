@@ -42,7 +42,7 @@ def _pool() -> ThreadPoolExecutor:
 
 def write_with_crc32c(file: BinaryIO, raw: np.ndarray) -> int:
     """Write the 1-D ``uint8`` array ``raw`` to ``file``; return its (unmasked) CRC-32C."""
-    view = memoryview(raw)
+    view = raw.data
     if raw.nbytes < OVERLAP_THRESHOLD:
         crc = crc32c(view)
         file.write(view)
@@ -88,7 +88,7 @@ def box_in_container(
     if rest:
         return None
     container[0] = origin[0] + view.shape[0]
-    if any(o + n > c for o, n, c in zip(origin, view.shape, container)):
+    if any(o + n > c for o, n, c in zip(origin, view.shape, container, strict=True)):
         return None
     nbytes = container[0] * strides[0]
     if nbytes > base.nbytes:
@@ -131,8 +131,8 @@ def write_strided_with_crc32c(file: BinaryIO, array: np.ndarray) -> int:
             )
         else:
             out.view(array.dtype).reshape((n,) + array.shape[1:])[...] = array[start : start + n]
-            crc = crc32c(memoryview(out), crc)
-        file.write(memoryview(out))
+            crc = crc32c(out.data, crc)
+        file.write(out.data)
     return crc
 
 
@@ -142,7 +142,7 @@ def read_into(fd: int, out: np.ndarray, offset: int, *, path: str) -> None:
     Raises :class:`OutOfRangeError` naming the file and offset when the file
     ends early (a truncated data shard).
     """
-    view = memoryview(out)
+    view = out.data
     done = 0
     total = len(view)
     while done < total:
@@ -170,8 +170,8 @@ def read_into_with_crc32c(fd: int, out: np.ndarray, offset: int, *, path: str) -
     total = out.nbytes
     if total < OVERLAP_THRESHOLD:
         read_into(fd, out, offset, path=path)
-        return crc32c(memoryview(out))
-    view = memoryview(out)
+        return crc32c(out.data)
+    view = out.data
     pending = None
     for start in range(0, total, READ_CHUNK):
         stop = min(start + READ_CHUNK, total)

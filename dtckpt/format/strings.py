@@ -67,14 +67,14 @@ def encode_string_tensor(
 
 
 def decode_string_tensor(
-    buf: bytes | memoryview, count: int, stored_crc: int, *, big_endian: bool = False
+    buf: bytes | memoryview | np.ndarray, count: int, stored_crc: int, *, big_endian: bool = False
 ) -> np.ndarray:
     """Decode ``count`` strings from an entry's bytes into a 1-D object array.
 
     Verifies the length checksum, then the whole checksum (both masked), and
     raises :class:`DataLossError` with the offset inside ``buf`` on damage.
     """
-    view = memoryview(buf)
+    view = buf.data if isinstance(buf, np.ndarray) else memoryview(buf)
     size = len(view)
     # Each length is at least one byte, plus the 4-byte checksum word: this
     # bounds ``count`` by the real size before anything is allocated.

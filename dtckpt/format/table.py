@@ -27,6 +27,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+import numpy as np
+
 from ..errors import DataLossError, UnimplementedError
 from .crc import crc32c, mask, unmask
 from .varint import decode_varint, encode_varint
@@ -285,7 +287,7 @@ def data_blocks(data: bytes | memoryview) -> list[tuple[int, int]]:
     return blocks
 
 
-def entries_limit(block: bytes | memoryview) -> int:
+def entries_limit(block: bytes | memoryview | np.ndarray) -> int:
     """Where a block's entries end (its restart array starts), after checking the count (F-IX-2)."""
     size = len(block)
     if size < 4:

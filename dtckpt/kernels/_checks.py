@@ -114,7 +114,14 @@ def check_box(
     nbytes = math.prod(ext)
     if nbytes and np.may_share_memory(src, dst):
         raise ValueError("src and dst must not share memory")
-    return Box(*(_int64(v) for v in fields.values()), nbytes=nbytes)
+    return Box(
+        src_shape=_int64(fields["src_shape"]),
+        src_origin=_int64(fields["src_origin"]),
+        dst_shape=_int64(fields["dst_shape"]),
+        dst_origin=_int64(fields["dst_origin"]),
+        extent=_int64(fields["extent"]),
+        nbytes=nbytes,
+    )
 
 
 def check_crc(value: int, name: str) -> int:

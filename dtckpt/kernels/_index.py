@@ -72,7 +72,7 @@ def _read_only(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
     so handing it only read-only arrays halves the compiling and the cache loads."""
     if not arr.flags.writeable:
         return arr
-    view = arr.view()
+    view: npt.NDArray[Any] = arr.view()
     view.flags.writeable = False
     return view
 

@@ -38,7 +38,7 @@ def _byte_pointer(context: Any, builder: Any, arrty: Any, arr: Any, offset: Any)
     return builder.gep(data, [offset])
 
 
-@intrinsic
+@intrinsic  # type: ignore[untyped-decorator]
 def memcpy(typingctx: Any, dst: Any, dst_off: Any, src: Any, src_off: Any, nbytes: Any) -> Any:
     """``dst[dst_off:dst_off+nbytes] = src[src_off:src_off+nbytes]`` as one ``llvm.memcpy``."""
     sig = types.void(dst, types.int64, src, types.int64, types.int64)
@@ -53,7 +53,7 @@ def memcpy(typingctx: Any, dst: Any, dst_off: Any, src: Any, src_off: Any, nbyte
     return sig, codegen
 
 
-@intrinsic
+@intrinsic  # type: ignore[untyped-decorator]
 def load_u64(typingctx: Any, arr: Any, offset: Any) -> Any:
     """The 8 bytes at ``arr[offset:offset+8]`` as a little-endian uint64, at any alignment."""
     sig = types.uint64(arr, types.int64)
@@ -66,7 +66,7 @@ def load_u64(typingctx: Any, arr: Any, offset: Any) -> Any:
     return sig, codegen
 
 
-@intrinsic
+@intrinsic  # type: ignore[untyped-decorator]
 def crc32_u64(typingctx: Any, crc: Any, word: Any) -> Any:
     """One SSE4.2 ``crc32`` step over 8 bytes (raw register, no inversion)."""
     sig = types.uint64(types.uint64, types.uint64)
@@ -79,7 +79,7 @@ def crc32_u64(typingctx: Any, crc: Any, word: Any) -> Any:
     return sig, codegen
 
 
-@intrinsic
+@intrinsic  # type: ignore[untyped-decorator]
 def crc32_u8(typingctx: Any, crc: Any, byte: Any) -> Any:
     """One SSE4.2 ``crc32`` step over 1 byte (raw register, no inversion)."""
     sig = types.uint64(types.uint64, types.uint8)

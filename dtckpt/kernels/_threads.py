@@ -47,7 +47,7 @@ def parallel_crc(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     if workers == 1 or size <= chunk_size:
         return int(_crc32c.crc32c(arr, value))
-    view = memoryview(arr)
+    view = arr.data
     chunks = [view[start : start + chunk_size] for start in range(0, size, chunk_size)]
     # The first chunk continues ``value``; the others start from an empty message.
     starts = [value] + [0] * (len(chunks) - 1)

@@ -116,9 +116,9 @@ def _block_entries(block):
         shared, pos = _varint(block, pos)
         non_shared, pos = _varint(block, pos)
         value_len, pos = _varint(block, pos)
-        key = key[:shared] + block[pos:pos + non_shared]
+        key = key[:shared] + block[pos : pos + non_shared]
         pos += non_shared
-        out.append((key, block[pos:pos + value_len]))
+        out.append((key, block[pos : pos + value_len]))
         pos += value_len
     return out
 
@@ -134,7 +134,7 @@ def read_index(path):
     _, pos = _varint(footer, pos)  # metaindex size
     index_offset, pos = _varint(footer, pos)
     index_size, pos = _varint(footer, pos)
-    index_block = data[index_offset:index_offset + index_size]
+    index_block = data[index_offset : index_offset + index_size]
     num_index_restarts = int.from_bytes(index_block[-4:], "little")
     handles = _block_entries(index_block)
     if len(handles) != num_index_restarts:
@@ -145,7 +145,7 @@ def read_index(path):
         size, _ = _varint(handle, p)
         if data[off + size] != 0:
             raise ValueError("compressed block in %s" % path)
-        records.extend(_block_entries(data[off:off + size]))
+        records.extend(_block_entries(data[off : off + size]))
     return records, num_index_restarts
 
 
@@ -215,8 +215,7 @@ def bundle_layout(prefix):
         for sl in entry.slices:
             skey = slice_key(key.decode(), sl)
             slice_keys[skey] = True
-            data_entries.append((key.decode(), slice_spec(shape, sl),
-                                 entries[skey]))
+            data_entries.append((key.decode(), slice_spec(shape, sl), entries[skey]))
     unknown = [k for k in entries if k.startswith(b"\x00") and k not in slice_keys]
     if unknown:
         raise ValueError("unmatched slice keys: %r" % unknown)
@@ -250,15 +249,19 @@ class Golden:
     # values -----------------------------------------------------------------
     def value_id(self, array, dtype_name):
         """Register a NumPy value (as TF hands it out) and return its id."""
-        array = np.asarray(array) if not isinstance(array, bytes) else np.asarray(array, dtype=object)
+        array = (
+            np.asarray(array) if not isinstance(array, bytes) else np.asarray(array, dtype=object)
+        )
         shape = [int(d) for d in array.shape]
         if dtype_name == "string":
             flat = [bytes(x) for x in array.reshape(-1)]
-            record = {"dtype": "string", "shape": shape,
-                      "strings_hex": [s.hex() for s in flat]}
+            record = {"dtype": "string", "shape": shape, "strings_hex": [s.hex() for s in flat]}
         else:
-            record = {"dtype": dtype_name, "shape": shape,
-                      "hex": np.ascontiguousarray(array).tobytes().hex()}
+            record = {
+                "dtype": dtype_name,
+                "shape": shape,
+                "hex": np.ascontiguousarray(array).tobytes().hex(),
+            }
         token = json.dumps(record, sort_keys=True)
         if token not in self._value_ids:
             vid = "v%d" % len(self._value_ids)
@@ -273,25 +276,35 @@ class Golden:
     def save(self, prefix, names, specs, tensors):
         """Run tf.raw_ops.SaveV2 and record the call."""
         tf = _tf()
-        tf.raw_ops.SaveV2(prefix=self.path(prefix), tensor_names=list(names),
-                          shape_and_slices=list(specs), tensors=list(tensors))
+        tf.raw_ops.SaveV2(
+            prefix=self.path(prefix),
+            tensor_names=list(names),
+            shape_and_slices=list(specs),
+            tensors=list(tensors),
+        )
         self.record_save(prefix, names, specs, [self.tensor_id(t) for t in tensors])
 
     def record_save(self, prefix, names, specs, value_ids):
-        self.writes.append({"prefix": prefix, "tensor_names": list(names),
-                            "shape_and_slices": list(specs),
-                            "values": list(value_ids)})
+        self.writes.append(
+            {
+                "prefix": prefix,
+                "tensor_names": list(names),
+                "shape_and_slices": list(specs),
+                "values": list(value_ids),
+            }
+        )
 
     def merge_into(self, prefixes, destination=PREFIX):
         tf = _tf()
         tf.raw_ops.MergeV2Checkpoints(
             checkpoint_prefixes=[self.path(p) for p in prefixes],
-            destination_prefix=self.path(destination), delete_old_dirs=True)
+            destination_prefix=self.path(destination),
+            delete_old_dirs=True,
+        )
         self.record_merge(prefixes, destination)
 
     def record_merge(self, prefixes, destination=PREFIX):
-        self.merge = {"checkpoint_prefixes": list(prefixes),
-                      "destination_prefix": destination}
+        self.merge = {"checkpoint_prefixes": list(prefixes), "destination_prefix": destination}
 
     def reconstruct_writes(self, via_merge):
         """Rebuild SaveV2 (+ merge) calls from a TF-written bundle.
@@ -312,13 +325,15 @@ class Golden:
             raise ValueError("single-shard bundle expected")
         part_prefixes = []
         for shard in range(num_shards):
-            items = sorted(shards.get(shard, []),
-                           key=lambda t: (t[2].offset, t[2].size > 0))
+            items = sorted(shards.get(shard, []), key=lambda t: (t[2].offset, t[2].size > 0))
             ids = []
             for name, spec, entry in items:
                 tensor = tf.raw_ops.RestoreV2(
-                    prefix=prefix, tensor_names=[name], shape_and_slices=[spec],
-                    dtypes=[tf.dtypes.as_dtype(entry.dtype)])[0]
+                    prefix=prefix,
+                    tensor_names=[name],
+                    shape_and_slices=[spec],
+                    dtypes=[tf.dtypes.as_dtype(entry.dtype)],
+                )[0]
                 ids.append(self.tensor_id(tensor))
             if via_merge:
                 part = "%s_temp/part-%05d-of-%05d" % (PREFIX, shard, num_shards)
@@ -349,8 +364,7 @@ def _value_tensor(record):
     tf = _tf()
     dtype = tf.dtypes.as_dtype(record["dtype"])
     if record["dtype"] == "string":
-        flat = np.array([bytes.fromhex(h) for h in record["strings_hex"]] or [],
-                        dtype=object)
+        flat = np.array([bytes.fromhex(h) for h in record["strings_hex"]] or [], dtype=object)
         return tf.constant(flat.reshape(record["shape"]), dtype=dtype)
     array = np.frombuffer(bytes.fromhex(record["hex"]), dtype=dtype.as_numpy_dtype)
     return tf.constant(array.reshape(record["shape"]), dtype=dtype)
@@ -366,18 +380,20 @@ def replay_matches(golden, files):
                 prefix=os.path.join(tmp, call["prefix"]),
                 tensor_names=call["tensor_names"],
                 shape_and_slices=call["shape_and_slices"],
-                tensors=[_value_tensor(golden.values[v]) for v in call["values"]])
+                tensors=[_value_tensor(golden.values[v]) for v in call["values"]],
+            )
         if golden.merge:
             tf.raw_ops.MergeV2Checkpoints(
-                checkpoint_prefixes=[os.path.join(tmp, p)
-                                     for p in golden.merge["checkpoint_prefixes"]],
+                checkpoint_prefixes=[
+                    os.path.join(tmp, p) for p in golden.merge["checkpoint_prefixes"]
+                ],
                 destination_prefix=os.path.join(tmp, golden.merge["destination_prefix"]),
-                delete_old_dirs=True)
+                delete_old_dirs=True,
+            )
         if _checkpoint_files(tmp) != files:
             return False
         for rel in files:
-            with open(os.path.join(tmp, rel), "rb") as a, \
-                    open(golden.path(rel), "rb") as b:
+            with open(os.path.join(tmp, rel), "rb") as a, open(golden.path(rel), "rb") as b:
                 if a.read() != b.read():
                     return False
         return True
@@ -396,11 +412,12 @@ def finish(golden):
         expected[key] = golden.value_id(reader.get_tensor(key), dtypes[key].name)
     expected_slices = []
     for key, spec in golden.slice_reads:
-        tensor = tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=[key],
-                                      shape_and_slices=[spec],
-                                      dtypes=[dtypes[key]])[0]
-        expected_slices.append({"key": key, "shape_and_slice": spec,
-                                "value": golden.tensor_id(tensor)})
+        tensor = tf.raw_ops.RestoreV2(
+            prefix=prefix, tensor_names=[key], shape_and_slices=[spec], dtypes=[dtypes[key]]
+        )[0]
+        expected_slices.append(
+            {"key": key, "shape_and_slice": spec, "value": golden.tensor_id(tensor)}
+        )
     files = _checkpoint_files(golden.dir)
     replayed = replay_matches(golden, files)
     if golden.byte_identical and not replayed:
@@ -440,8 +457,13 @@ def _const(values, dtype_name, shape=None):
     if dtype_name == "string":
         array = np.array(values, dtype=object)
     elif dtype_name.startswith("q"):  # quantized: structured NumPy dtype
-        base = {"qint8": np.int8, "quint8": np.uint8, "qint16": np.int16,
-                "quint16": np.uint16, "qint32": np.int32}[dtype_name]
+        base = {
+            "qint8": np.int8,
+            "quint8": np.uint8,
+            "qint16": np.int16,
+            "quint16": np.uint16,
+            "qint32": np.int32,
+        }[dtype_name]
         raw = np.array(values, dtype=base).tobytes()
         array = np.frombuffer(raw, dtype=dtype.as_numpy_dtype)
     else:
@@ -452,14 +474,21 @@ def _const(values, dtype_name, shape=None):
 
 
 def golden_dtypes(g):
-    g.description = ("One tensor of every dtype tf.raw_ops.SaveV2 accepts in TF 2.21, "
-                     "saved in a single SaveV2 call under unsorted names.")
+    g.description = (
+        "One tensor of every dtype tf.raw_ops.SaveV2 accepts in TF 2.21, "
+        "saved in a single SaveV2 call under unsorted names."
+    )
     inf, nan = float("inf"), float("nan")
     i4 = [-8, -3, -1, 0, 1, 7]
     table = [
         # (tensor name, dtype, values, shape)
         ("zeta_float32", "float32", [3.1415927, -0.0, 1e-45, inf, -inf, nan], [2, 3]),
-        ("alpha_float64", "float64", [1.7976931348623157e308, 5e-324, -2.5, nan, -inf, 0.1], [2, 3]),
+        (
+            "alpha_float64",
+            "float64",
+            [1.7976931348623157e308, 5e-324, -2.5, nan, -inf, 0.1],
+            [2, 3],
+        ),
         ("mid/float16", "float16", [65504.0, -1.5, 6e-08, -inf, nan, 0.333], [2, 3]),
         ("Bfloat16", "bfloat16", [1.0, -2.5, 3.0e38, inf, nan, -0.0], [3, 2]),
         ("f8/e5m2", "float8_e5m2", [1.0, -2.0, 57344.0, inf, nan, 0.0078125], [2, 3]),
@@ -474,29 +503,36 @@ def golden_dtypes(g):
         ("uint2", "uint2", [0, 1, 2, 3, 3, 0], [2, 3]),
         ("int8", "int8", [-128, 127, -1, 0, 1, 42], [2, 3]),
         ("Int16", "int16", [-32768, 32767, -1, 0, 1, 1234], [2, 3]),
-        ("int32", "int32", [-2**31, 2**31 - 1, -1, 0, 1, 123456], [2, 3]),
-        ("int64", "int64", [-2**63, 2**63 - 1, -1, 0, 1, 1234567890123], [2, 3]),
+        ("int32", "int32", [-(2**31), 2**31 - 1, -1, 0, 1, 123456], [2, 3]),
+        ("int64", "int64", [-(2**63), 2**63 - 1, -1, 0, 1, 1234567890123], [2, 3]),
         ("uint8", "uint8", [0, 255, 1, 128, 127, 42], [2, 3]),
         ("uint16", "uint16", [0, 65535, 1, 32768, 32767, 4242], [2, 3]),
         ("uint32", "uint32", [0, 2**32 - 1, 1, 2**31, 2**31 - 1, 424242], [2, 3]),
         ("uint64", "uint64", [0, 2**64 - 1, 1, 2**63, 2**63 - 1, 42424242424], [2, 3]),
         ("bool", "bool", [True, False, True, True, False, False], [2, 3]),
         ("complex64", "complex64", [1 + 2j, complex(-inf, nan), -0.0 - 1j, 3.5 + 0j, 0j], [5]),
-        ("complex128", "complex128", [1e300 - 1e-300j, complex(nan, inf), -1j, 2.5 + 0.5j, 0j], [5]),
+        (
+            "complex128",
+            "complex128",
+            [1e300 - 1e-300j, complex(nan, inf), -1j, 2.5 + 0.5j, 0j],
+            [5],
+        ),
         ("string", "string", [b"", b"abc", b"\x00\xff", "h\u00e9llo".encode(), b"x" * 10], [5]),
         ("q/qint8", "qint8", [-128, 127, 0, -1, 5], [5]),
         ("q/quint8", "quint8", [0, 255, 128, 1, 5], [5]),
         ("q/qint16", "qint16", [-32768, 32767, 0, -1, 5], [5]),
         ("q/quint16", "quint16", [0, 65535, 32768, 1, 5], [5]),
-        ("q/qint32", "qint32", [-2**31, 2**31 - 1, 0, -1, 5], [5]),
+        ("q/qint32", "qint32", [-(2**31), 2**31 - 1, 0, -1, 5], [5]),
     ]
     tensors = [_const(vals, dt, shape) for _, dt, vals, shape in table]
     g.save(PREFIX, [t[0] for t in table], [""] * len(table), tensors)
 
 
 def golden_scalars_and_empty(g):
-    g.description = ("Rank-0 tensors of several dtypes and zero-element tensors "
-                     "(shapes [0], [0,4], [3,0,2]) including zero-element strings.")
+    g.description = (
+        "Rank-0 tensors of several dtypes and zero-element tensors "
+        "(shapes [0], [0,4], [3,0,2]) including zero-element strings."
+    )
     items = [
         ("scalar/float32", _const(2.5, "float32")),
         ("empty/float32_0", _const([], "float32", [0])),
@@ -518,8 +554,10 @@ def golden_scalars_and_empty(g):
 
 
 def golden_strings(g):
-    g.description = ("String tensors: empty elements, UTF-8, 0x00/0xff bytes, varint "
-                     "length boundaries (127/128, 16383/16384), long strings, scalar and 2-D.")
+    g.description = (
+        "String tensors: empty elements, UTF-8, 0x00/0xff bytes, varint "
+        "length boundaries (127/128, 16383/16384), long strings, scalar and 2-D."
+    )
     rng = np.random.RandomState(1234)
 
     def blob(n):
@@ -527,15 +565,32 @@ def golden_strings(g):
 
     items = [
         ("with_empty", _const([b"", b"a", b"", b"bc"], "string", [4])),
-        ("utf8", _const(["h\u00e9llo".encode(), "\u65e5\u672c\u8a9e".encode(),
-                         "\U0001f642".encode(), "\u00df".encode()], "string", [4])),
+        (
+            "utf8",
+            _const(
+                [
+                    "h\u00e9llo".encode(),
+                    "\u65e5\u672c\u8a9e".encode(),
+                    "\U0001f642".encode(),
+                    "\u00df".encode(),
+                ],
+                "string",
+                [4],
+            ),
+        ),
         ("bytes_00_ff", _const([b"\x00", b"\xff", b"\x00\xff\x00", b"\xff" * 5], "string", [4])),
         ("len_127_128", _const([b"a" * 127, b"b" * 128], "string", [2])),
         ("len_16383_16384", _const([blob(16383), blob(16384)], "string", [2])),
         ("long", _const([blob(300), blob(20000), b"z"], "string", [3])),
         ("scalar", _const(b"a scalar string", "string")),
-        ("matrix", _const([b"r0c0", b"", b"r0c2", "r1\u00e7".encode(), b"\x00", b"r1c2" * 40],
-                          "string", [2, 3])),
+        (
+            "matrix",
+            _const(
+                [b"r0c0", b"", b"r0c2", "r1\u00e7".encode(), b"\x00", b"r1c2" * 40],
+                "string",
+                [2, 3],
+            ),
+        ),
         ("all_empty", _const([b"", b"", b""], "string", [3])),
     ]
     g.save(PREFIX, [n for n, _ in items], [""] * len(items), [t for _, t in items])
@@ -545,8 +600,10 @@ MANY_BLOCKS_COUNT = 8000
 
 
 def golden_many_blocks(g):
-    g.description = ("%d float32 scalars with hash-like key prefixes, so the .index spans "
-                     "at least three 256 KiB SSTable data blocks." % MANY_BLOCKS_COUNT)
+    g.description = (
+        "%d float32 scalars with hash-like key prefixes, so the .index spans "
+        "at least three 256 KiB SSTable data blocks." % MANY_BLOCKS_COUNT
+    )
     tf = _tf()
     names = []
     tensors = []
@@ -555,8 +612,12 @@ def golden_many_blocks(g):
         digest = hashlib.sha1(b"tensor-%d" % i).hexdigest()[:20]
         names.append("%s/block_%05d/.ATTRIBUTES/VARIABLE_VALUE" % (digest, i))
         tensors.append(values[(i * 7) % 50])
-    tf.raw_ops.SaveV2(prefix=g.path(PREFIX), tensor_names=names,
-                      shape_and_slices=[""] * len(names), tensors=tensors)
+    tf.raw_ops.SaveV2(
+        prefix=g.path(PREFIX),
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=tensors,
+    )
     ids = [g.tensor_id(t) for t in values]
     g.record_save(PREFIX, names, [""] * len(names), [ids[(i * 7) % 50] for i in range(len(names))])
     _, blocks = read_index(g.path(PREFIX + ".index"))
@@ -565,20 +626,25 @@ def golden_many_blocks(g):
 
 
 def golden_partitioned_tf1(g):
-    g.description = ("TF1 graph-mode partitioned variable (fixed_size_partitioner(3), shape "
-                     "[10,4]) plus a plain int64 variable, saved by a sharded V2 Saver.")
+    g.description = (
+        "TF1 graph-mode partitioned variable (fixed_size_partitioner(3), shape "
+        "[10,4]) plus a plain int64 variable, saved by a sharded V2 Saver."
+    )
     tf = _tf()
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
         part = v1.get_variable(
-            "part_var", shape=[10, 4], dtype=tf.float32,
+            "part_var",
+            shape=[10, 4],
+            dtype=tf.float32,
             partitioner=v1.fixed_size_partitioner(3),
-            initializer=v1.zeros_initializer())
-        plain = v1.get_variable("plain_var", shape=[3], dtype=tf.int64,
-                                initializer=v1.zeros_initializer())
-        saver = v1.train.Saver([part, plain], sharded=True,
-                               write_version=v1.train.SaverDef.V2)
+            initializer=v1.zeros_initializer(),
+        )
+        plain = v1.get_variable(
+            "plain_var", shape=[3], dtype=tf.int64, initializer=v1.zeros_initializer()
+        )
+        saver = v1.train.Saver([part, plain], sharded=True, write_version=v1.train.SaverDef.V2)
         full = (np.arange(40, dtype=np.float32).reshape(10, 4) - 12.0) * 0.75
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
@@ -591,55 +657,92 @@ def golden_partitioned_tf1(g):
     # The Saver ran one SaveV2 into "<prefix>_temp_<uuid>/part-00000-of-00001"
     # and merged it into <prefix>; the uuid directory was removed by the merge.
     g.reconstruct_writes(via_merge=True)
-    g.slice_reads = [("part_var", "10 4 3,3:1,2"), ("part_var", "10 4 2,7:-"),
-                     ("part_var", "10 4 9,1:0,4"), ("part_var", "10 4 4,3:0,4"),
-                     ("plain_var", "3 1,2")]
+    g.slice_reads = [
+        ("part_var", "10 4 3,3:1,2"),
+        ("part_var", "10 4 2,7:-"),
+        ("part_var", "10 4 9,1:0,4"),
+        ("part_var", "10 4 4,3:0,4"),
+        ("plain_var", "3 1,2"),
+    ]
 
 
 def golden_sliced_savev2(g):
-    g.description = ("Direct SaveV2 calls with explicit slice specs, including a repeated "
-                     "tensor name within one call and specs covering the whole tensor.")
+    g.description = (
+        "Direct SaveV2 calls with explicit slice specs, including a repeated "
+        "tensor name within one call and specs covering the whole tensor."
+    )
     a = _const(np.arange(20, dtype=np.float32).reshape(5, 4) * 1.5 - 4.0, "float32")
     b = _const(np.arange(36, dtype=np.int32).reshape(6, 6) * -3 + 50, "int32")
     c = _const(np.linspace(-1.0, 1.0, 24, dtype=np.float32).reshape(4, 6), "float32")
     d = _const(np.arange(24, dtype=np.int64).reshape(4, 6) - 5, "int64")
-    g.save(PREFIX,
-           ["a", "a", "b", "b", "b", "b", "full_spelled", "full_dashes"],
-           ["5 4 -:0,1", "5 4 -:1,3",
-            "6 6 0,3:0,3", "6 6 0,3:3,3", "6 6 3,3:0,3", "6 6 3,3:3,3",
-            "4 6 0,4:0,6", "4 6 -:-"],
-           [a[:, 0:1], a[:, 1:4],
-            b[0:3, 0:3], b[0:3, 3:6], b[3:6, 0:3], b[3:6, 3:6],
-            c, d])
-    g.slice_reads = [("a", "5 4 1,3:0,2"), ("a", "5 4 -:1,3"), ("b", "6 6 2,2:2,2"),
-                     ("b", "6 6 -:5,1"), ("full_spelled", "4 6 1,2:2,3")]
+    g.save(
+        PREFIX,
+        ["a", "a", "b", "b", "b", "b", "full_spelled", "full_dashes"],
+        [
+            "5 4 -:0,1",
+            "5 4 -:1,3",
+            "6 6 0,3:0,3",
+            "6 6 0,3:3,3",
+            "6 6 3,3:0,3",
+            "6 6 3,3:3,3",
+            "4 6 0,4:0,6",
+            "4 6 -:-",
+        ],
+        [a[:, 0:1], a[:, 1:4], b[0:3, 0:3], b[0:3, 3:6], b[3:6, 0:3], b[3:6, 3:6], c, d],
+    )
+    g.slice_reads = [
+        ("a", "5 4 1,3:0,2"),
+        ("a", "5 4 -:1,3"),
+        ("b", "6 6 2,2:2,2"),
+        ("b", "6 6 -:5,1"),
+        ("full_spelled", "4 6 1,2:2,3"),
+    ]
 
 
 def golden_multi_shard(g):
-    g.description = ("Three SaveV2 calls into ckpt_temp/part-0000i-of-00003 merged into ckpt; "
-                     "partitioned 'm' has a slice in every shard, partitioned 'n' only in "
-                     "shards 1 and 2.")
+    g.description = (
+        "Three SaveV2 calls into ckpt_temp/part-0000i-of-00003 merged into ckpt; "
+        "partitioned 'm' has a slice in every shard, partitioned 'n' only in "
+        "shards 1 and 2."
+    )
     m = _const(np.arange(12, dtype=np.float32).reshape(6, 2) / 4.0, "float32")
     n = _const(np.arange(8, dtype=np.int32) * -11, "int32")
     parts = ["%s_temp/part-%05d-of-00003" % (PREFIX, i) for i in range(3)]
-    g.save(parts[0], ["alpha", "m"], ["", "6 2 0,2:-"],
-           [_const(np.eye(3, dtype=np.float32) * 2.0, "float32"), m[0:2]])
-    g.save(parts[1], ["m", "beta", "n"], ["6 2 2,2:-", "", "8 0,5"],
-           [m[2:4], _const([b"shard", b"one"], "string"), n[0:5]])
-    g.save(parts[2], ["gamma", "m", "n", "delta"], ["", "6 2 4,2:-", "8 5,3", ""],
-           [_const(-123456789, "int64"), m[4:6], n[5:8],
-            _const([[0.25, -0.5], [1e100, -1e-100]], "float64")])
+    g.save(
+        parts[0],
+        ["alpha", "m"],
+        ["", "6 2 0,2:-"],
+        [_const(np.eye(3, dtype=np.float32) * 2.0, "float32"), m[0:2]],
+    )
+    g.save(
+        parts[1],
+        ["m", "beta", "n"],
+        ["6 2 2,2:-", "", "8 0,5"],
+        [m[2:4], _const([b"shard", b"one"], "string"), n[0:5]],
+    )
+    g.save(
+        parts[2],
+        ["gamma", "m", "n", "delta"],
+        ["", "6 2 4,2:-", "8 5,3", ""],
+        [
+            _const(-123456789, "int64"),
+            m[4:6],
+            n[5:8],
+            _const([[0.25, -0.5], [1e100, -1e-100]], "float64"),
+        ],
+    )
     g.merge_into(parts)
     g.slice_reads = [("m", "6 2 1,4:-"), ("m", "6 2 -:1,1"), ("n", "8 3,4")]
 
 
 def golden_dtensor(g):
-    g.description = ("tf.train.Checkpoint of DTensor DVariables on a 2x4 CPU mesh: [4,8] float32 "
-                     "sharded [x,y], [3,8] int32 sharded [unsharded,y], and a replicated [5].")
+    g.description = (
+        "tf.train.Checkpoint of DTensor DVariables on a 2x4 CPU mesh: [4,8] float32 "
+        "sharded [x,y], [3,8] int32 sharded [unsharded,y], and a replicated [5]."
+    )
     tf = _tf()
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 8)
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 8)
     dtensor = tf.experimental.dtensor
     mesh = dtensor.create_mesh([("x", 2), ("y", 4)], device_type="CPU")
     layout_xy = dtensor.Layout(["x", "y"], mesh)
@@ -653,9 +756,11 @@ def golden_dtensor(g):
         replicated = dtensor.Layout.replicated(mesh, rank=array.ndim)
         return dtensor.relayout(dtensor.copy_to_mesh(tf.constant(array), replicated), layout)
 
-    variables = {"w": dtensor.DVariable(place(w, layout_xy)),
-                 "k": dtensor.DVariable(place(k, layout_uy)),
-                 "r": dtensor.DVariable(place(r, layout_rep))}
+    variables = {
+        "w": dtensor.DVariable(place(w, layout_xy)),
+        "k": dtensor.DVariable(place(k, layout_uy)),
+        "r": dtensor.DVariable(place(r, layout_rep)),
+    }
     module = tf.Module()
     for name, var in variables.items():
         setattr(module, name, var)
@@ -665,17 +770,22 @@ def golden_dtensor(g):
     # tensors inside a device's data file changes from run to run.
     g.tf_deterministic = False
     g.reconstruct_writes(via_merge=True)
-    g.slice_reads = [("model/w/.ATTRIBUTES/VARIABLE_VALUE", "4 8 1,2:3,4"),
-                     ("model/k/.ATTRIBUTES/VARIABLE_VALUE", "3 8 -:1,6")]
+    g.slice_reads = [
+        ("model/w/.ATTRIBUTES/VARIABLE_VALUE", "4 8 1,2:3,4"),
+        ("model/k/.ATTRIBUTES/VARIABLE_VALUE", "3 8 -:1,6"),
+    ]
 
 
 def golden_little_checkpoint(g):
-    g.description = ("tf.train.Checkpoint(model=tf.Module with two variables).write(): an "
-                     "object-based checkpoint including _CHECKPOINTABLE_OBJECT_GRAPH.")
+    g.description = (
+        "tf.train.Checkpoint(model=tf.Module with two variables).write(): an "
+        "object-based checkpoint including _CHECKPOINTABLE_OBJECT_GRAPH."
+    )
     tf = _tf()
     module = tf.Module()
-    module.kernel = tf.Variable(np.array([[1.0, -2.0], [0.5, 4.0], [-0.125, 8.0]],
-                                         dtype=np.float32), name="kernel")
+    module.kernel = tf.Variable(
+        np.array([[1.0, -2.0], [0.5, 4.0], [-0.125, 8.0]], dtype=np.float32), name="kernel"
+    )
     module.step = tf.Variable(np.int64(42), name="step")
     tf.train.Checkpoint(model=module).write(g.path(PREFIX))
     # tf.train.Checkpoint saves into "<prefix>_temp/part-00000-of-00001" and
@@ -703,23 +813,32 @@ def build(name, out):
     golden = Golden(name, directory)
     GOLDENS[name](golden)
     finish(golden)
-    print("wrote %s (%d keys)" % (directory, len(json.load(
-        open(os.path.join(directory, "manifest.json")))["expected"])))
+    print(
+        "wrote %s (%d keys)"
+        % (directory, len(json.load(open(os.path.join(directory, "manifest.json")))["expected"]))
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=HERE, help="output directory (default: %(default)s)")
-    parser.add_argument("--only", nargs="+", choices=sorted(GOLDENS), metavar="NAME",
-                        help="goldens to regenerate (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(GOLDENS),
+        metavar="NAME",
+        help="goldens to regenerate (default: all)",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(GOLDENS)
     if len(names) == 1:
         build(names[0], args.out)
         return
     for name in names:
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--out", args.out,
-                        "--only", name], check=True)
+        subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--out", args.out, "--only", name],
+            check=True,
+        )
 
 
 if __name__ == "__main__":

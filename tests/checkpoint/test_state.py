@@ -37,8 +37,11 @@ def test_parse_and_format_tf_text() -> None:
     assert format_checkpoint_state(state) == TF_MANAGER_STATE
 
 
-@given(st.text(max_size=30), st.lists(st.text(max_size=10), max_size=3),
-       st.lists(st.floats(0, 2e9), max_size=3))
+@given(
+    st.text(max_size=30),
+    st.lists(st.text(max_size=10), max_size=3),
+    st.lists(st.floats(0, 2e9), max_size=3),
+)
 def test_round_trip(path: str, others: list[str], stamps: list[float]) -> None:
     state = CheckpointState(path, others, stamps, 0.0)
     assert parse_checkpoint_state(format_checkpoint_state(state)) == state
@@ -50,8 +53,9 @@ def test_escapes() -> None:
     assert format_checkpoint_state(CheckpointState('a"é')) == 'model_checkpoint_path: "a\\"é"\n'
 
 
-@pytest.mark.parametrize("text", ["nonsense", 'model_checkpoint_path: 3', 'unknown: "x"',
-                                  'model_checkpoint_path: "\\q"'])
+@pytest.mark.parametrize(
+    "text", ["nonsense", "model_checkpoint_path: 3", 'unknown: "x"', 'model_checkpoint_path: "\\q"']
+)
 def test_parse_errors(text: str) -> None:
     with pytest.raises(DataLossError):
         parse_checkpoint_state(text)

@@ -8,10 +8,28 @@ from hypothesis import strategies as st
 import dtckpt.dtypes as dt
 
 NUMERIC = [
-    "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
-    "uint8", "uint16", "uint32", "uint64", "bool", "complex64", "complex128",
-    "float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e4m3b11fnuz",
-    "float8_e5m2fnuz", "int4", "uint4",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "complex64",
+    "complex128",
+    "float8_e5m2",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e4m3b11fnuz",
+    "float8_e5m2fnuz",
+    "int4",
+    "uint4",
 ]
 
 
@@ -20,7 +38,9 @@ def shapes(max_rank: int = 3, max_side: int = 5) -> st.SearchStrategy[tuple[int,
 
 
 @st.composite
-def arrays(draw: st.DrawFn, dtype: str | None = None, shape: tuple[int, ...] | None = None) -> np.ndarray:
+def arrays(
+    draw: st.DrawFn, dtype: str | None = None, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """A tensor whose bytes are arbitrary (NaN payloads included) but valid for its dtype."""
     name = dtype or draw(st.sampled_from(NUMERIC + ["string"]))
     shape = shape if shape is not None else draw(shapes())

@@ -21,7 +21,9 @@ from tests.conftest import assert_same_array
 from tests.format.strategies import arrays
 
 names = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=20,
 )
 
 
@@ -32,7 +34,9 @@ def test_round_trip_every_dtype(tensors: dict[str, np.ndarray], use_mmap: bool) 
         prefix = os.path.join(tmp, "sub", "ckpt")
         dtckpt.save_v2(prefix, list(tensors), [""] * len(tensors), list(tensors.values()))
         assert sorted(os.listdir(os.path.dirname(prefix))) == [
-            "ckpt.data-00000-of-00001", "ckpt.index"]
+            "ckpt.data-00000-of-00001",
+            "ckpt.index",
+        ]
         with dtckpt.load_checkpoint(prefix, mmap=use_mmap) as reader:
             assert set(reader.get_variable_to_shape_map()) == set(tensors)
             for name, value in tensors.items():
@@ -69,7 +73,9 @@ def work_threshold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     return str(request.param)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(partitioned(), st.data())
 def test_slices_assemble_and_reslice(work_threshold, case, data) -> None:  # type: ignore[no-untyped-def]
     value, boxes = case
@@ -78,18 +84,26 @@ def test_slices_assemble_and_reslice(work_threshold, case, data) -> None:  # typ
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "ckpt")
         specs = [format_shape_and_slice(shape, boxes[i]) if len(boxes) > 1 else "" for i in order]
-        dtckpt.save_v2(prefix, ["t"] * len(order), specs, [value[_box_index(boxes[i])] for i in order])
+        dtckpt.save_v2(
+            prefix, ["t"] * len(order), specs, [value[_box_index(boxes[i])] for i in order]
+        )
         reader = dtckpt.load_checkpoint(prefix)
         assert reader.get_variable_to_shape_map() == {"t": list(shape)}
         assert_same_array(reader.get_tensor("t"), value)
         request = tuple(
             (lo, hi - lo)
-            for lo, hi in (sorted(data.draw(st.lists(st.integers(0, n), min_size=2, max_size=2)))
-                           for n in shape)
+            for lo, hi in (
+                sorted(data.draw(st.lists(st.integers(0, n), min_size=2, max_size=2)))
+                for n in shape
+            )
         )
-        request = tuple((s, max(n, 1)) if s < dim else (s - 1, 1) for (s, n), dim in zip(request, shape))
+        request = tuple(
+            (s, max(n, 1)) if s < dim else (s - 1, 1) for (s, n), dim in zip(request, shape)
+        )
         spec = format_shape_and_slice(shape, request)
-        (got,) = dtckpt.restore_v2(prefix, ["t"], [spec], [value.dtype if value.dtype != object else "string"])
+        (got,) = dtckpt.restore_v2(
+            prefix, ["t"], [spec], [value.dtype if value.dtype != object else "string"]
+        )
         assert_same_array(got, value[_box_index(request)], spec)
 
 
@@ -147,9 +161,13 @@ def test_save_v2_argument_checks(tmp_path) -> None:  # type: ignore[no-untyped-d
 
 def test_python_values_and_strings(tmp_path) -> None:  # type: ignore[no-untyped-def]
     prefix = str(tmp_path / "p")
-    dtckpt.save_v2(prefix, ["i", "f", "s", "u", "q"], [""] * 5,
-                   [7, 1.5, "héllo", np.array(["a", "bc"]), np.array([1, -2], np.int8)],
-                   dtypes=[None, "float32", None, None, "qint8"])
+    dtckpt.save_v2(
+        prefix,
+        ["i", "f", "s", "u", "q"],
+        [""] * 5,
+        [7, 1.5, "héllo", np.array(["a", "bc"]), np.array([1, -2], np.int8)],
+        dtypes=[None, "float32", None, None, "qint8"],
+    )
     reader = dtckpt.load_checkpoint(prefix)
     assert reader.get_tensor("i").dtype == np.int64
     assert reader.get_tensor("f").dtype == np.float32
@@ -162,9 +180,13 @@ def test_restore_v2_semantics(tmp_path) -> None:  # type: ignore[no-untyped-def]
     prefix = str(tmp_path / "r")
     value = np.arange(24, dtype=np.float64).reshape(4, 6)
     dtckpt.save_v2(prefix, ["v"], [""], [value])
-    (whole, part) = dtckpt.restore_v2(prefix, ["v", "v"], ["", "4 6 1,2:-"], [np.float64, "float64"])
+    (whole, part) = dtckpt.restore_v2(
+        prefix, ["v", "v"], ["", "4 6 1,2:-"], [np.float64, "float64"]
+    )
     assert np.array_equal(whole, value) and np.array_equal(part, value[1:3])
-    with pytest.raises(InvalidArgumentError, match="expected dtype float32 does not equal original dtype float64"):
+    with pytest.raises(
+        InvalidArgumentError, match="expected dtype float32 does not equal original dtype float64"
+    ):
         dtckpt.restore_v2(prefix, ["v"], [""], ["float32"])
     with pytest.raises(InvalidArgumentError, match="does not match the shape stored"):
         dtckpt.restore_v2(prefix, ["v"], ["4 5 -:-"], ["float64"])
@@ -189,12 +211,17 @@ def test_merge(tmp_path) -> None:  # type: ignore[no-untyped-def]
     parts = []
     for i in range(3):
         part = str(tmp_path / f"tmp{i}" / "part")
-        dtckpt.save_v2(part, ["w", f"only{i}"], [f"6 2 {2 * i},2:-", ""], [full[2 * i : 2 * i + 2], i])
+        dtckpt.save_v2(
+            part, ["w", f"only{i}"], [f"6 2 {2 * i},2:-", ""], [full[2 * i : 2 * i + 2], i]
+        )
         parts.append(part)
     dtckpt.merge_v2_checkpoints(parts, str(tmp_path / "merged"))
     assert sorted(os.listdir(tmp_path)) == [
-        "merged.data-00000-of-00003", "merged.data-00001-of-00003",
-        "merged.data-00002-of-00003", "merged.index"]
+        "merged.data-00000-of-00003",
+        "merged.data-00001-of-00003",
+        "merged.data-00002-of-00003",
+        "merged.index",
+    ]
     reader = dtckpt.load_checkpoint(str(tmp_path / "merged"))
     assert np.array_equal(reader.get_tensor("w"), full)
     assert [int(reader.get_tensor(f"only{i}")) for i in range(3)] == [0, 1, 2]
@@ -211,7 +238,9 @@ def test_merge_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(AlreadyExistsError, match="duplicate"):
         dtckpt.merge_v2_checkpoints([a, b], str(tmp_path / "m"))
     with pytest.raises(dtckpt.errors.NotFoundError):
-        dtckpt.merge_v2_checkpoints([str(tmp_path / "no")], str(tmp_path / "m"), allow_missing_files=True)
+        dtckpt.merge_v2_checkpoints(
+            [str(tmp_path / "no")], str(tmp_path / "m"), allow_missing_files=True
+        )
 
 
 @settings(max_examples=30, deadline=None)
@@ -223,6 +252,7 @@ def test_big_endian_bundle_reads_native(tensors: dict[str, np.ndarray]) -> None:
             with BundleWriter(prefix, endianness=order) as writer:
                 for name, value in tensors.items():
                     writer.add(name, value)
+
         def swap(v: np.ndarray) -> bytes:
             width = dt.from_numpy(v.dtype).swap_width if v.dtype != object else 0
             return v.reshape(-1).view(f"u{width}").byteswap().tobytes() if width else v.tobytes()
@@ -238,17 +268,23 @@ def test_big_endian_bundle_reads_native(tensors: dict[str, np.ndarray]) -> None:
                 assert_same_array(reader.get_tensor(name), value, name)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_strided_views_are_written_in_c_order(work_threshold, data) -> None:  # type: ignore[no-untyped-def]
     from dtckpt.format import streams
 
     dtype = data.draw(st.sampled_from(["float32", "int8", "complex128", "bfloat16", "bool"]))
-    base = data.draw(arrays(dtype, tuple(data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)))))
+    base = data.draw(
+        arrays(dtype, tuple(data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3))))
+    )
     index = tuple(
         slice(a, b + 1, data.draw(st.sampled_from([1, 1, 2, -1])))
-        for a, b in (sorted(data.draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2)))
-                     for n in base.shape)
+        for a, b in (
+            sorted(data.draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2)))
+            for n in base.shape
+        )
     )
     view = base[index]
     if data.draw(st.booleans()) and view.ndim > 1:
@@ -259,7 +295,9 @@ def test_strided_views_are_written_in_c_order(work_threshold, data) -> None:  # 
         with tempfile.TemporaryDirectory() as tmp:
             prefix = os.path.join(tmp, "v")
             dtckpt.save_v2(prefix, ["v"], [""], [view])
-            assert_same_array(dtckpt.load_checkpoint(prefix).get_tensor("v"), np.ascontiguousarray(view))
+            assert_same_array(
+                dtckpt.load_checkpoint(prefix).get_tensor("v"), np.ascontiguousarray(view)
+            )
     finally:
         streams.WRITE_CHUNK = old_chunk
 

@@ -128,8 +128,12 @@ def test_header_num_shards_disagrees_with_files(tmp_path: pathlib.Path) -> None:
 
 def test_missing_data_file_lists_the_ones_found(tmp_path: pathlib.Path) -> None:
     prefix = _copy("dtypes", tmp_path)
-    _rewrite_index(prefix, lambda items: [(b"", encode_header(BundleHeader(num_shards=2)))] + items[1:])
-    with pytest.raises(NotFoundError, match=r"num_shards=2.*found instead: ckpt.data-00000-of-00001"):
+    _rewrite_index(
+        prefix, lambda items: [(b"", encode_header(BundleHeader(num_shards=2)))] + items[1:]
+    )
+    with pytest.raises(
+        NotFoundError, match=r"num_shards=2.*found instead: ckpt.data-00000-of-00001"
+    ):
         dtckpt.load_checkpoint(prefix).get_tensor("zeta_float32")
 
 
@@ -210,7 +214,10 @@ def test_version_checks(tmp_path: pathlib.Path) -> None:
         (VersionDef(producer=-1), "below the minimum"),
         (VersionDef(producer=1, bad_consumers=(1,)), "disallows readers of version 1"),
     ]:
-        _rewrite_index(prefix, lambda items, v=version: [(b"", encode_header(BundleHeader(version=v)))] + items[1:])
+        _rewrite_index(
+            prefix,
+            lambda items, v=version: [(b"", encode_header(BundleHeader(version=v)))] + items[1:],
+        )
         with pytest.raises(dtckpt.errors.InvalidArgumentError, match=message):
             dtckpt.load_checkpoint(prefix)
 
@@ -232,7 +239,9 @@ def test_missing_checkpoint(tmp_path: pathlib.Path) -> None:
 
 def test_garbage_entry_value(tmp_path: pathlib.Path) -> None:
     prefix = _copy("dtypes", tmp_path)
-    _rewrite_index(prefix, lambda items: [(k, b"\x12\xff" if k == b"int8" else v) for k, v in items])
+    _rewrite_index(
+        prefix, lambda items: [(k, b"\x12\xff" if k == b"int8" else v) for k, v in items]
+    )
     with pytest.raises(DataLossError, match="cannot parse BundleEntryProto") as info:
         dtckpt.load_checkpoint(prefix).get_tensor("int8")
     assert info.value.key == b"int8"
@@ -275,7 +284,9 @@ def test_prefix_compressed_key_bomb_is_refused(tmp_path: pathlib.Path) -> None:
     header_value = encode_header(BundleHeader())
     body = bytearray(b"\x00\x00" + bytes((len(header_value),)) + header_value)
     first = b"k" * 100_000
-    body += b"\x00" + bytes.fromhex("a08d06") + b"\x00" + first  # shared 0, non_shared 100000, value 0
+    body += (
+        b"\x00" + bytes.fromhex("a08d06") + b"\x00" + first
+    )  # shared 0, non_shared 100000, value 0
     for i in range(3000):  # shared 100000, non_shared 2, value 0, increasing 2-byte suffixes
         body += bytes.fromhex("a08d06") + b"\x02\x00" + (i + 1).to_bytes(2, "big")
     block = bytes(body) + struct.pack("<II", 0, 1)

@@ -36,13 +36,19 @@ def test_header_round_trip_with_bad_consumers() -> None:
 @pytest.mark.parametrize(
     "entry, encoded",
     [
-        (BundleEntry(1, (2, 3), 0, 237, 24, 0x173DDBC0),
-         "08 01 12 08 12 02 08 02 12 02 08 03 20 ed 01 28 18 35 c0 db 3d 17"),
+        (
+            BundleEntry(1, (2, 3), 0, 237, 24, 0x173DDBC0),
+            "08 01 12 08 12 02 08 02 12 02 08 03 20 ed 01 28 18 35 c0 db 3d 17",
+        ),
         (BundleEntry(9, (), 0, 0, 8, 0x41DE7501), "08 09 12 00 28 08 35 01 75 de 41"),
-        (BundleEntry(3, (0, 4), 0, 12, 0, 0xA282EAD8),
-         "08 03 12 06 12 00 12 02 08 04 20 0c 35 d8 ea 82 a2"),
-        (BundleEntry(1, (5, 4), slices=(((0, -1), (0, 1)), ((0, -1), (1, 3)))),
-         "08 01 12 08 12 02 08 05 12 02 08 04 3a 06 0a 00 0a 02 10 01 3a 08 0a 00 0a 04 08 01 10 03"),
+        (
+            BundleEntry(3, (0, 4), 0, 12, 0, 0xA282EAD8),
+            "08 03 12 06 12 00 12 02 08 04 20 0c 35 d8 ea 82 a2",
+        ),
+        (
+            BundleEntry(1, (5, 4), slices=(((0, -1), (0, 1)), ((0, -1), (1, 3)))),
+            "08 01 12 08 12 02 08 05 12 02 08 04 3a 06 0a 00 0a 02 10 01 3a 08 0a 00 0a 04 08 01 10 03",
+        ),
     ],
 )
 def test_entry_bytes(entry: BundleEntry, encoded: str) -> None:
@@ -50,9 +56,7 @@ def test_entry_bytes(entry: BundleEntry, encoded: str) -> None:
     assert decode_entry(bytes.fromhex(encoded)) == entry
 
 
-extents = st.one_of(
-    st.just((0, -1)), st.tuples(st.integers(0, 2**40), st.integers(0, 2**40))
-)
+extents = st.one_of(st.just((0, -1)), st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)))
 
 
 @given(
@@ -82,4 +86,3 @@ def test_unknown_rank_is_rejected() -> None:
 def test_truncated_entry_is_rejected() -> None:
     with pytest.raises(DataLossError):
         decode_entry(bytes.fromhex("0801 1208 1202"))
-

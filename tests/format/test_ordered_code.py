@@ -20,9 +20,19 @@ from dtckpt.format.ordered_code import (
 
 @pytest.mark.parametrize(
     "value, code",
-    [(0, "80"), (5, "85"), (-1, "7f"), (63, "bf"), (-64, "40"), (64, "c040"),
-     (100, "c064"), (-100, "3f9c"), (8192, "e02000"), (2**63 - 1, "ffc07fffffffffffffff"),
-     (-(2**63), "003f8000000000000000")],
+    [
+        (0, "80"),
+        (5, "85"),
+        (-1, "7f"),
+        (63, "bf"),
+        (-64, "40"),
+        (64, "c040"),
+        (100, "c064"),
+        (-100, "3f9c"),
+        (8192, "e02000"),
+        (2**63 - 1, "ffc07fffffffffffffff"),
+        (-(2**63), "003f8000000000000000"),
+    ],
 )
 def test_signed_examples(value: int, code: str) -> None:
     assert encode_signed_num_increasing(value).hex() == code

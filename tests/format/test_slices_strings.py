@@ -31,8 +31,18 @@ def test_parse_examples() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    ["5", "5 4 -", "5 4 -:1,3,4", "5 4 -:1", "5 4 -:x,1", "5 4 -:1,0", "5 4 -:-1,2",
-     "5 4 -:2,3", "a 4 -:-", "-5 4 -:-"],
+    [
+        "5",
+        "5 4 -",
+        "5 4 -:1,3,4",
+        "5 4 -:1",
+        "5 4 -:x,1",
+        "5 4 -:1,0",
+        "5 4 -:-1,2",
+        "5 4 -:2,3",
+        "a 4 -:-",
+        "-5 4 -:-",
+    ],
 )
 def test_parse_rejects(spec: str) -> None:
     with pytest.raises(InvalidArgumentError):

@@ -44,8 +44,14 @@ def test_block_prefix_compression_and_restarts() -> None:
 
 @pytest.mark.parametrize(
     "start, limit, expected",
-    [(b"abc", b"abe", b"abd"), (b"abc", b"abd", b"abc"), (b"ab", b"abc", b"ab"),
-     (b"a\xff", b"b", b"a\xff"), (b"714eef1d", b"7159", b"714eef1d"), (b"e3", b"e5", b"e4")],
+    [
+        (b"abc", b"abe", b"abd"),
+        (b"abc", b"abd", b"abc"),
+        (b"ab", b"abc", b"ab"),
+        (b"a\xff", b"b", b"a\xff"),
+        (b"714eef1d", b"7159", b"714eef1d"),
+        (b"e3", b"e5", b"e4"),
+    ],
 )
 def test_shortest_separator(start: bytes, limit: bytes, expected: bytes) -> None:
     assert find_shortest_separator(start, limit) == expected
@@ -80,7 +86,7 @@ def _small_table() -> bytes:
 def test_truncated_table() -> None:
     data = _small_table()
     with pytest.raises(DataLossError, match="shorter than the 48-byte table footer"):
-        decode_table(data[:FOOTER_SIZE - 1])
+        decode_table(data[: FOOTER_SIZE - 1])
     with pytest.raises(DataLossError, match="bad magic"):
         decode_table(data[:-100])
 

@@ -14,8 +14,15 @@ from dtckpt.format.varint import decode_varint, encode_varint, varint_size
 
 @pytest.mark.parametrize(
     "value, encoded",
-    [(0, "00"), (1, "01"), (127, "7f"), (128, "8001"), (300, "ac02"),
-     (2**32, "8080808010"), (2**64 - 1, "ffffffffffffffffff01")],
+    [
+        (0, "00"),
+        (1, "01"),
+        (127, "7f"),
+        (128, "8001"),
+        (300, "ac02"),
+        (2**32, "8080808010"),
+        (2**64 - 1, "ffffffffffffffffff01"),
+    ],
 )
 def test_varint_literals(value: int, encoded: str) -> None:
     assert encode_varint(value).hex() == encoded
@@ -29,7 +36,9 @@ def test_varint_round_trip(value: int, tail: bytes) -> None:
     assert decode_varint(encoded + tail) == (value, len(encoded))
 
 
-@pytest.mark.parametrize("raw", ["", "80", "ffff", "ffffffffffffffffffff01", "ffffffffffffffffff7f"])
+@pytest.mark.parametrize(
+    "raw", ["", "80", "ffff", "ffffffffffffffffffff01", "ffffffffffffffffff7f"]
+)
 def test_varint_rejects_damage(raw: str) -> None:
     with pytest.raises(DataLossError) as info:
         decode_varint(bytes.fromhex(raw))
@@ -74,7 +83,9 @@ def test_iter_fields_all_wire_types() -> None:
         + wire.field_fixed32(3, 5)
         + wire.field_double(4, 1.5)
     )
-    fields = [(n, t, bytes(v) if isinstance(v, memoryview) else v) for n, t, v in wire.iter_fields(msg)]
+    fields = [
+        (n, t, bytes(v) if isinstance(v, memoryview) else v) for n, t, v in wire.iter_fields(msg)
+    ]
     assert fields == [(1, 0, 7), (2, 2, b"xy"), (3, 5, 5), (4, 1, 0x3FF8000000000000)]
 
 

@@ -50,7 +50,9 @@ def test_expected_slices(golden: Golden) -> None:
     slices = golden.manifest.get("expected_slices") or []
     for item in slices:
         value = golden.value(item["value"])
-        (got,) = dtckpt.restore_v2(golden.prefix, [item["key"]], [item["shape_and_slice"]], [value.dtype])
+        (got,) = dtckpt.restore_v2(
+            golden.prefix, [item["key"]], [item["shape_and_slice"]], [value.dtype]
+        )
         assert_same_array(got, value, f"{item['key']} {item['shape_and_slice']}")
 
 

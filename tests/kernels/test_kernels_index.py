@@ -9,7 +9,6 @@ import pytest
 from kernel_impls import IMPL_NAMES, load_impl
 
 from dtckpt import kernels
-from dtckpt.errors import DataLossError
 from dtckpt.format import messages, table
 from dtckpt.format.messages import BundleEntry
 

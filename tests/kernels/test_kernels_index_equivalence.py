@@ -306,7 +306,9 @@ def blobs(draw: st.DrawFn) -> tuple[bytes, list[int], list[int], list[bytes]]:
 
 @settings(max_examples=500, deadline=None)
 @given(case=blobs(), as_array=st.booleans())
-def test_bundle_entries_match_generic_decoder(impl: ModuleType, case: tuple, as_array: bool) -> None:
+def test_bundle_entries_match_generic_decoder(
+    impl: ModuleType, case: tuple, as_array: bool
+) -> None:
     blob, starts, ends, entries = case
     arg = np.frombuffer(blob, dtype=np.uint8) if as_array else blob
     rows = _rows(impl.parse_bundle_entries(arg, np.array(starts), np.array(ends)), len(entries))

@@ -60,8 +60,13 @@ def rewrite_big_endian(prefix: str) -> None:
             else:
                 data[start:end], crc = _numeric_to_big(bytes(data[start:end]), row.numpy)
             entry = BundleEntry(
-                dtype=entry.dtype, shape=entry.shape, shard_id=entry.shard_id,
-                offset=entry.offset, size=entry.size, crc32c=crc, slices=entry.slices,
+                dtype=entry.dtype,
+                shape=entry.shape,
+                shard_id=entry.shard_id,
+                offset=entry.offset,
+                size=entry.size,
+                crc32c=crc,
+                slices=entry.slices,
             )
         out.append((key, encode_entry(entry)))
     with open(data_path, "wb") as f:

@@ -41,8 +41,12 @@ from ._tensors import (  # noqa: E402
 def test_rewrite_gives_big_endian_bytes(tmp_path: pathlib.Path) -> None:
     """The helper itself: literal header and data bytes of a tiny bundle."""
     prefix = str(tmp_path / "ckpt")
-    dtckpt.save_v2(prefix, ["f", "s"], ["", ""],
-                   [np.array([1.0, -2.0], np.float32), np.array([b"ab"], dtype=object)])
+    dtckpt.save_v2(
+        prefix,
+        ["f", "s"],
+        ["", ""],
+        [np.array([1.0, -2.0], np.float32), np.array([b"ab"], dtype=object)],
+    )
     rewrite_big_endian(prefix)
     with open(prefix + ".index", "rb") as f:
         header = decode_table(f.read())[0]

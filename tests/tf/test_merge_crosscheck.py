@@ -51,8 +51,10 @@ class MergePlan:
     def part_prefixes(self, root: str) -> list[str]:
         count = len(self.parts)
         if self.in_temp_dir:
-            prefixes = [os.path.join(root, "ckpt_temp", f"part-{i:05d}-of-{count:05d}")
-                        for i in range(count)]
+            prefixes = [
+                os.path.join(root, "ckpt_temp", f"part-{i:05d}-of-{count:05d}")
+                for i in range(count)
+            ]
         else:
             prefixes = [os.path.join(root, f"ckpt_part{i}") for i in range(count)]
         if self.missing_at is not None:
@@ -137,11 +139,21 @@ def test_merge_matches_tf(plan: MergePlan) -> None:
         assert_tf_value(got, partitioned.expected_request, f"{partitioned.name} {spec!r}")
 
 
-def _save(prefix: pathlib.Path, names: list[str], specs: list[str], values: list[np.ndarray],
-          *, with_tf: bool) -> None:
+def _save(
+    prefix: pathlib.Path,
+    names: list[str],
+    specs: list[str],
+    values: list[np.ndarray],
+    *,
+    with_tf: bool,
+) -> None:
     if with_tf:
-        tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=specs,
-                          tensors=[tf.constant(v) for v in values])
+        tf.raw_ops.SaveV2(
+            prefix=str(prefix),
+            tensor_names=names,
+            shape_and_slices=specs,
+            tensors=[tf.constant(v) for v in values],
+        )
     else:
         dtckpt.save_v2(str(prefix), names, specs, values)
 
@@ -199,6 +211,7 @@ def test_both_reject_missing_part(tmp_path: pathlib.Path) -> None:
         else:
             with pytest.raises(tf.errors.OpError):
                 tf.raw_ops.MergeV2Checkpoints(
-                    checkpoint_prefixes=prefixes, destination_prefix=destination,
+                    checkpoint_prefixes=prefixes,
+                    destination_prefix=destination,
                     allow_missing_files=False,
                 )

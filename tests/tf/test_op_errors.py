@@ -121,8 +121,12 @@ def test_whole_then_slice_of_one_name(tmp_path: pathlib.Path) -> None:
     way TF does.
     """
     prefix = str(tmp_path / "ckpt")
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=["a", "a"], shape_and_slices=["", "4 0,2"],
-                      tensors=[tf.constant(F), tf.constant(F[:2])])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=["a", "a"],
+        shape_and_slices=["", "4 0,2"],
+        tensors=[tf.constant(F), tf.constant(F[:2])],
+    )
     with pytest.raises(dtckpt.errors.AlreadyExistsError):
         dtckpt.save_v2(str(tmp_path / "ours"), ["a", "a"], ["", "4 0,2"], [F, F[:2]])
     for spec in ("", "4 0,2", "4 1,1", "4 1,2"):
