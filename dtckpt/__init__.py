@@ -9,15 +9,23 @@ compile on first use.
 from __future__ import annotations
 
 from . import errors
+from .checkpoint.checkpoint import Checkpoint
+from .checkpoint.module import Module
+from .checkpoint.options import CheckpointOptions
 from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
 from .checkpoint.reader import CheckpointReader, list_variables, load_checkpoint
 from .checkpoint.state import latest_checkpoint
+from .checkpoint.variables import Variable
 from .format.bundle_reader import BundleReader
 from .format.bundle_writer import BundleWriter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointOptions",
+    "Module",
+    "Variable",
     "BundleReader",
     "BundleWriter",
     "CheckpointReader",

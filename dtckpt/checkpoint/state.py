@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 
 from ..errors import DataLossError, InvalidArgumentError
 
 __all__ = [
+    "update_checkpoint_state",
+    "write_checkpoint_state",
     "CheckpointState",
     "parse_checkpoint_state",
     "format_checkpoint_state",
@@ -217,3 +220,58 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -
     if state is not None and checkpoint_exists(state.model_checkpoint_path):
         return state.model_checkpoint_path
     return None
+
+
+def write_checkpoint_state(
+    save_dir: str, state: CheckpointState, latest_filename: str | None = None
+) -> str:
+    """Replace ``save_dir/checkpoint`` atomically: a temporary file, then a rename (rule C-ST-3)."""
+    path = os.path.join(os.fspath(save_dir), latest_filename or STATE_FILENAME)
+    tmp = f"{path}.tmp{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(format_checkpoint_state(state))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def update_checkpoint_state(
+    save_dir: str,
+    model_checkpoint_path: str,
+    all_model_checkpoint_paths: list[str] | None = None,
+    all_model_checkpoint_timestamps: list[float] | None = None,
+    last_preserved_timestamp: float | None = None,
+    save_relative_paths: bool = True,
+) -> None:
+    """Record the newest checkpoint in ``save_dir``'s state file, as TF's
+    ``update_checkpoint_state_internal`` does (relative paths by default)."""
+    save_dir = os.fspath(save_dir)
+
+    def relative(p: str) -> str:
+        return (
+            os.path.relpath(p, save_dir or ".") if save_relative_paths and os.path.isabs(p) else p
+        )
+
+    paths = list(all_model_checkpoint_paths or [])
+    if model_checkpoint_path not in paths:
+        paths.append(model_checkpoint_path)
+    state_path = os.path.join(save_dir, STATE_FILENAME)
+    if os.path.abspath(model_checkpoint_path) == os.path.abspath(state_path):
+        raise InvalidArgumentError(
+            f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint state."
+        )
+    state = CheckpointState(
+        relative(model_checkpoint_path),
+        [relative(p) for p in paths],
+        list(all_model_checkpoint_timestamps or []),
+        last_preserved_timestamp or 0.0,
+    )
+    write_checkpoint_state(save_dir, state)

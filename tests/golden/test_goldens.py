@@ -18,9 +18,16 @@ def test_goldens_exist() -> None:
     assert len(golden_names()) >= 8
 
 
+def _files_under(directory: pathlib.Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(directory))
+        for p in directory.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    )
+
+
 def test_files_listed(golden: Golden) -> None:
-    present = sorted(p.name for p in golden.directory.iterdir() if p.name != "manifest.json")
-    assert present == golden.manifest["files"]
+    assert _files_under(golden.directory) == golden.manifest["files"]
 
 
 def test_reads_expected_values(golden: Golden) -> None:
@@ -56,23 +63,42 @@ def test_expected_slices(golden: Golden) -> None:
         assert_same_array(got, value, f"{item['key']} {item['shape_and_slice']}")
 
 
-def _replay(golden: Golden, out: pathlib.Path) -> None:
-    manifest = golden.manifest
-    for call in manifest["writes"]:
+def _replay(golden: Golden, record: dict, out: pathlib.Path) -> None:
+    """Re-run the SaveV2 (and merge) calls that produced one saved checkpoint."""
+    for call in record["writes"]:
         dtckpt.save_v2(
             str(out / call["prefix"]),
             call["tensor_names"],
             call["shape_and_slices"],
             [golden.value(v) for v in call["values"]],
-            dtypes=[manifest["values"][v]["dtype"] for v in call["values"]],
+            dtypes=[golden.manifest["values"][v]["dtype"] for v in call["values"]],
         )
-    merge = manifest.get("merge")
+    merge = record.get("merge")
     if merge:
+        destination = out / merge["destination_prefix"]
+        destination.parent.mkdir(parents=True, exist_ok=True)
         dtckpt.merge_v2_checkpoints(
             [str(out / p) for p in merge["checkpoint_prefixes"]],
-            str(out / merge["destination_prefix"]),
+            str(destination),
             delete_old_dirs=True,
         )
+
+
+def _bundle_files(prefix: str, files: list[str]) -> list[str]:
+    return [f for f in files if f.startswith(prefix + ".")]
+
+
+def _saved_checkpoints(golden: Golden) -> list[tuple[str, dict, list[str]]]:
+    """``(prefix, record, files)`` of every checkpoint a golden keeps, main one included."""
+    manifest = golden.manifest
+    found = [(manifest["prefix"], manifest, _bundle_files(manifest["prefix"], manifest["files"]))]
+    for save in manifest.get("saves") or []:
+        if "writes" not in save or save.get("kept") is False:
+            continue
+        prefix = save["returned"]
+        if prefix != manifest["prefix"]:
+            found.append((prefix, save, _bundle_files(prefix, save["files"])))
+    return found
 
 
 REPRODUCIBLE = [n for n in golden_names() if load_golden(n).manifest["byte_identical"]]
@@ -85,10 +111,11 @@ def test_every_golden_is_reproducible() -> None:
 @pytest.mark.parametrize("name", REPRODUCIBLE)
 def test_rewrite_is_byte_identical(name: str, tmp_path: pathlib.Path) -> None:
     golden = load_golden(name)
-    _replay(golden, tmp_path)
-    produced = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert produced == golden.manifest["files"]
-    for name in golden.manifest["files"]:
-        ours = (tmp_path / name).read_bytes()
-        theirs = (golden.directory / name).read_bytes()
-        assert ours == theirs, f"{golden.name}/{name} differs"
+    for index, (prefix, record, files) in enumerate(_saved_checkpoints(golden)):
+        out = tmp_path / str(index)
+        _replay(golden, record, out)
+        assert files and _bundle_files(prefix, _files_under(out)) == files, prefix
+        for name_ in files:
+            ours = (out / name_).read_bytes()
+            theirs = (golden.directory / name_).read_bytes()
+            assert ours == theirs, f"{golden.name}/{name_} differs"

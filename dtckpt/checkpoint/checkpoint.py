@@ -1,0 +1,281 @@
+"""``Checkpoint``: ``tf.train.Checkpoint`` over dtckpt's trackables (rules O-CK-*).
+
+``save`` = bump ``save_counter``, ``write`` to ``PREFIX-N``, update the
+``checkpoint`` state file; ``write`` = just the bundle; ``read`` = match the
+checkpoint's object graph to the live objects; ``restore`` = ``read`` plus
+SavedModel directories and the ``save_counter``. Source:
+``tensorflow/python/checkpoint/checkpoint.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, NotFoundError
+from ..format.bundle_reader import BundleReader
+from ..format.bundle_writer import BundleWriter
+from ..format.object_graph import decode_object_graph, encode_object_graph
+from .graph import OBJECT_GRAPH_PROTO_KEY, build_graph
+from .module import AutoTrackable
+from .options import CheckpointOptions
+from .restore import (
+    CheckpointLoadStatus,
+    CheckpointPosition,
+    InitializationOnlyStatus,
+    NameBasedSaverStatus,
+    RestoreCoordinator,
+)
+from .state import update_checkpoint_state
+from .trackable import Trackable, walk
+from .variables import Variable
+
+__all__ = ["Checkpoint", "resolve_save_path"]
+
+SAVE_COUNTER = "save_counter"
+
+
+def resolve_save_path(save_path: str) -> str:
+    """A SavedModel directory means its ``variables/variables`` checkpoint (rule O-CK-5)."""
+    path = os.fspath(save_path)
+    if os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt")
+    ):
+        return os.path.join(path, "variables", "variables")
+    return path
+
+
+class Checkpoint(AutoTrackable):
+    """Groups trackable objects and saves or restores them together, like ``tf.train.Checkpoint``.
+
+    ``Checkpoint(root=None, **kwargs)``: keyword arguments become tracked
+    attributes, set in sorted order. With ``root``, the root object itself is
+    the checkpoint's node 0 and the keyword arguments are attached to it.
+    """
+
+    _self_root: Trackable | None
+    _self_attached: dict[str, Trackable]
+    _self_save_counter: Variable | None
+    _self_pending: Future[None] | None
+
+    def __init__(self, root: Trackable | None = None, **kwargs: Any) -> None:
+        object.__setattr__(self, "_self_root", None)
+        object.__setattr__(self, "_self_attached", {})
+        object.__setattr__(self, "_self_save_counter", None)
+        object.__setattr__(self, "_self_pending", None)
+        object.__setattr__(self, "_self_lock", threading.Lock())
+        if root is not None:
+            if not isinstance(root, Trackable):
+                raise ValueError(
+                    "`Checkpoint` was expecting root to be a trackable object (an object "
+                    f"derived from `Trackable`), got {root!r}."
+                )
+            object.__setattr__(self, "_self_root", root)
+        # TF attaches the root to itself under "root" (a child edge to node 0), sorted
+        # in among the keyword arguments (rule O-CK-1).
+        entries = list(kwargs.items()) + ([("root", root)] if root is not None else [])
+        for name, value in sorted(entries, key=lambda item: item[0]):
+            if root is not None and name == "root" and value is root:
+                self._self_attached["root"] = root
+                continue
+            if root is None:
+                setattr(self, name, value)
+                value = getattr(self, name)
+            if not isinstance(value, Trackable):
+                raise ValueError(
+                    "`Checkpoint` was expecting a trackable object (an object derived from "
+                    f"`Trackable`), got {value!r} for keyword argument {name!r}."
+                )
+            if root is not None:
+                existing = root._lookup_dependency(name)
+                if existing is None:
+                    self._attach(name, value)
+                elif existing is not value:
+                    raise ValueError(
+                        f"Cannot create a Checkpoint with keyword argument {name} if "
+                        f"root.{name} already exists."
+                    )
+
+    # -- structure -------------------------------------------------------------
+    @property
+    def root(self) -> Trackable:
+        return self._self_root if self._self_root is not None else self
+
+    def _attach(self, name: str, value: Trackable) -> None:
+        self._self_attached[name] = value
+        self.root._maybe_initialize_trackable()
+        self.root._handle_deferred(name, value)
+
+    def _attached(self) -> dict[str, Trackable]:
+        return dict(self._self_attached)
+
+    @property
+    def save_counter(self) -> Variable:
+        """An int64 variable counting ``save()`` calls, created on first use (rule O-CK-2)."""
+        self._maybe_create_save_counter()
+        counter = self._self_save_counter
+        assert counter is not None
+        return counter
+
+    def _maybe_create_save_counter(self) -> None:
+        if self._self_save_counter is not None:
+            return
+        counter = Variable(np.int64(0), name=SAVE_COUNTER, dtype=np.int64, trainable=False)
+        object.__setattr__(self, "_self_save_counter", counter)
+        if self._self_root is None:
+            self._track_trackable(counter, SAVE_COUNTER)
+        else:
+            self._attach(SAVE_COUNTER, counter)
+
+    # -- saving ----------------------------------------------------------------
+    def write(self, file_prefix: str, options: CheckpointOptions | None = None) -> str:
+        """Write a checkpoint at exactly ``file_prefix``; no counter, no state file."""
+        return self._write(os.fspath(file_prefix), options or CheckpointOptions(), None)
+
+    def save(self, file_prefix: str, options: CheckpointOptions | None = None) -> str:
+        """Bump ``save_counter``, write ``file_prefix-N`` and record it in the state file."""
+        options = options or CheckpointOptions()
+        self._wait()
+        counter = self.save_counter
+        counter.assign_add(1)
+        path = f"{os.fspath(file_prefix)}-{int(counter.numpy())}"
+
+        def record(saved: str) -> None:
+            update_checkpoint_state(os.path.dirname(os.fspath(file_prefix)), saved, [saved])
+
+        return self._write(path, options, record)
+
+    def _write(self, path: str, options: CheckpointOptions, after: Any) -> str:
+        self._wait()
+        snapshot = build_graph(self.root, self._attached())
+        graph_bytes = encode_object_graph(snapshot.graph)
+        tensors = snapshot.tensors
+        callbacks = list(options.experimental_write_callbacks)
+        if options.enable_async:
+            # The values are copied now; the files are written in the background.
+            tensors = [(key, np.array(value, copy=True)) for key, value in tensors]
+        job = _WriteJob(path, tensors, graph_bytes, after, callbacks)
+        if options.enable_async:
+            object.__setattr__(self, "_self_pending", _executor().submit(job.run))
+        else:
+            job.run()
+        return path
+
+    def sync(self) -> None:
+        """Wait for a background write; re-raise its error if it failed."""
+        self._wait()
+
+    def _wait(self) -> None:
+        pending: Future[None] | None = self._self_pending
+        if pending is not None:
+            object.__setattr__(self, "_self_pending", None)
+            pending.result()
+
+    # -- restoring -------------------------------------------------------------
+    def read(self, save_path: str, options: CheckpointOptions | None = None) -> Any:
+        """Restore the values of ``save_path`` into the objects; return a load status."""
+        self._wait()
+        options = options or CheckpointOptions()
+        path = os.fspath(save_path)
+        if not os.path.exists(path + ".index"):
+            raise NotFoundError(
+                f"Failed to restore from checkpoint: no checkpoint at {path!r} "
+                f"({path}.index does not exist)",
+                path=path,
+            )
+        reader = BundleReader(path)
+        if OBJECT_GRAPH_PROTO_KEY not in reader:
+            return self._restore_by_name(reader)
+        raw = reader.read(OBJECT_GRAPH_PROTO_KEY).reshape(()).item()
+        if not isinstance(raw, bytes):
+            raise InvalidArgumentError("the object graph entry is not a string", path=path)
+        try:
+            graph = decode_object_graph(raw)
+        except Exception as exc:
+            raise type(exc)(str(exc)) from None
+        coordinator = RestoreCoordinator(
+            reader, graph, path, skip_slot_variables=options.experimental_skip_slot_variables
+        )
+        coordinator.lookup_root = self.root
+        coordinator.attached = self._attached
+        CheckpointPosition(coordinator, 0).restore(self.root)
+        return CheckpointLoadStatus(coordinator, self.root, self._attached)
+
+    def restore(self, save_path: str | None, options: CheckpointOptions | None = None) -> Any:
+        """``read`` plus SavedModel directories and ``save_counter`` (rule O-CK-4)."""
+        if save_path is None:
+            self._maybe_create_save_counter()
+            return InitializationOnlyStatus()
+        status = self.read(resolve_save_path(save_path), options)
+        self._maybe_create_save_counter()
+        return status
+
+    def _restore_by_name(self, reader: BundleReader) -> NameBasedSaverStatus:
+        """Rule O-RS-8: a checkpoint without object graph restores by variable name."""
+        self._maybe_create_save_counter()
+        keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
+        pending, missing = [], []
+        for _, obj in walk_with_attached(self.root, self._attached()):
+            if not isinstance(obj, Variable):
+                continue
+            if obj.full_name in keys:
+                tensors = {"VARIABLE_VALUE": reader.read(obj.full_name)}
+                obj._check_restore(tensors, f"{reader.prefix}: {obj.full_name}")
+                pending.append((obj, tensors))
+                keys.discard(obj.full_name)
+            elif obj is not self._self_save_counter:
+                missing.append(obj.full_name)
+        for obj, tensors in pending:
+            obj._restore_from_tensors(tensors)
+        return NameBasedSaverStatus(missing, sorted(keys))
+
+
+def walk_with_attached(root: Trackable, attached: dict[str, Trackable]) -> Any:
+    seen = set()
+    for start in [root, *attached.values()]:
+        for path, obj in walk(start):
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                yield path, obj
+
+
+class _WriteJob:
+    def __init__(
+        self,
+        path: str,
+        tensors: list[tuple[str, np.ndarray]],
+        graph_bytes: bytes,
+        after: Any,
+        callbacks: list[Any],
+    ) -> None:
+        self.path, self.tensors, self.graph_bytes = path, tensors, graph_bytes
+        self.after, self.callbacks = after, callbacks
+
+    def run(self) -> None:
+        with BundleWriter(self.path) as writer:
+            for key, value in self.tensors:
+                writer.add(key, value)
+            writer.add(OBJECT_GRAPH_PROTO_KEY, np.array(self.graph_bytes, dtype=object))
+        if self.after is not None:
+            self.after(self.path)
+        for callback in self.callbacks:
+            import inspect
+
+            if inspect.signature(callback).parameters:
+                callback(self.path)
+            else:
+                callback()
+
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtckpt-async")
+    return _EXECUTOR

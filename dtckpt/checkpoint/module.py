@@ -1,0 +1,116 @@
+"""``Module``: ``tf.Module``'s automatic tracking of attributes (rule O-TR-3).
+
+Assigning a trackable (a :class:`Variable`, another module, or a list, dict or
+tuple, which are wrapped) to an attribute of a module makes it a checkpoint
+dependency under the attribute's name. Re-assigning keeps the dependency's
+position; ``del`` removes it. ``variables`` and ``trainable_variables``
+follow ``tf.Module``'s order: the module's own attributes sorted by name
+(containers flattened in order, dicts by sorted key), then each submodule's,
+depth-first, each variable once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .data_structures import wrap
+from .trackable import Trackable
+from .variables import Variable
+
+__all__ = ["AutoTrackable", "Module"]
+
+
+class AutoTrackable(Trackable):
+    """Tracks every trackable assigned to an attribute."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_self_"):
+            object.__setattr__(self, name, value)
+            return
+        try:
+            if getattr(self, name) is value:
+                return
+        except AttributeError:
+            pass
+        value = wrap(value)
+        object.__setattr__(self, name, value)
+        if isinstance(value, Trackable):
+            self._track_trackable(value, name)
+
+    def __delattr__(self, name: str) -> None:
+        self._untrack(name)
+        object.__delattr__(self, name)
+
+
+class Module(AutoTrackable):
+    """A named container of variables and submodules, like ``tf.Module``."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self._name = name if name is not None else _snake(type(self).__name__)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def variables(self) -> tuple[Variable, ...]:
+        """Every variable of this module and its submodules, in ``tf.Module``'s order."""
+        return tuple(v for v in _flatten_module(self) if isinstance(v, Variable))
+
+    @property
+    def trainable_variables(self) -> tuple[Variable, ...]:
+        return tuple(v for v in self.variables if v.trainable)
+
+    @property
+    def submodules(self) -> tuple[Module, ...]:
+        return tuple(m for m in _flatten_module(self) if isinstance(m, Module))
+
+    def __repr__(self) -> str:
+        return f"<dtckpt.Module {self._name!r}>"
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """``tf.nest.flatten`` order: lists/tuples in order, dicts by sorted key."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            yield from _leaves(value[key])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _flatten_module(module: Module) -> Iterator[Any]:
+    seen = {id(module)}
+    stack: list[int] = []
+
+    def visit(mod: Module) -> Iterator[Any]:
+        submodules = []
+        recurse = id(mod) not in stack
+        for key in sorted(vars(mod)):
+            if key.startswith("_self_"):
+                continue
+            for leaf in _leaves(vars(mod)[key]):
+                if id(leaf) in seen:
+                    continue
+                seen.add(id(leaf))
+                yield leaf
+                if recurse and isinstance(leaf, Module):
+                    submodules.append(leaf)
+        stack.append(id(mod))
+        for sub in submodules:
+            yield from visit(sub)
+        stack.pop()
+
+    yield from visit(module)

@@ -1,0 +1,161 @@
+"""``Variable``: a NumPy-backed ``tf.Variable`` (rule O-VA-1).
+
+Its checkpointed attribute is ``VARIABLE_VALUE``; the object graph records its
+``full_name``, the variable's name without TensorFlow's ``:0`` output suffix
+(``"Variable"`` unless a name was given, exactly as TF's eager variables).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..dtypes import info
+from ..errors import InvalidArgumentError
+from ..format.bundle_writer import as_tensor
+from .trackable import Trackable
+
+__all__ = ["Variable", "VARIABLE_VALUE_KEY"]
+
+VARIABLE_VALUE_KEY = "VARIABLE_VALUE"
+
+
+class Variable(Trackable):
+    """A mutable tensor, held as a NumPy array.
+
+    ``Variable(initial_value, name=None, dtype=None, trainable=True)`` as in
+    TensorFlow; ``initial_value`` may be a callable. Python floats become
+    ``float32`` and ints ``int32``, TensorFlow's defaults.
+    """
+
+    def __init__(
+        self,
+        initial_value: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        trainable: bool = True,
+    ) -> None:
+        if callable(initial_value):
+            initial_value = initial_value()
+        if dtype is None and _is_python_number(initial_value):
+            dtype = np.float32 if _has_float(initial_value) else np.int32
+        array, row = as_tensor(initial_value, dtype)
+        self._value = np.array(array, dtype=row.numpy, copy=True)
+        self._shared_name = "Variable" if name is None else str(name).split(":")[0]
+        self._trainable = bool(trainable)
+        self._slots: dict[str, Variable] = {}
+
+    # -- tf.Variable surface -----------------------------------------------------
+    @property
+    def name(self) -> str:
+        """TF's variable name: ``"<name>:0"``."""
+        return f"{self._shared_name}:0"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._value.shape)
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._value.dtype
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @property
+    def slots(self) -> dict[str, Variable]:
+        """Optimizer slot variables restored along with this variable, by slot name."""
+        return dict(self._slots)
+
+    def numpy(self) -> np.ndarray:
+        """A copy of the current value."""
+        out: np.ndarray = self._value.copy()
+        return out
+
+    def read_value(self) -> np.ndarray:
+        return self.numpy()
+
+    def value(self) -> np.ndarray:
+        return self.numpy()
+
+    def assign(self, value: Any) -> Variable:
+        """Replace the value; the shape and dtype must stay the same."""
+        new = self._coerce(value, f"assign to {self.name}")
+        self._value = new
+        return self
+
+    def assign_add(self, delta: Any) -> Variable:
+        return self.assign(self._value + self._coerce(delta, f"assign_add to {self.name}"))
+
+    def assign_sub(self, delta: Any) -> Variable:
+        return self.assign(self._value - self._coerce(delta, f"assign_sub to {self.name}"))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out: np.ndarray = self._value.astype(dtype) if dtype is not None else self._value.copy()
+        return out
+
+    def __repr__(self) -> str:
+        return f"<dtckpt.Variable {self.name!r} shape={self.shape} dtype={self.dtype}>"
+
+    def _coerce(self, value: Any, what: str) -> np.ndarray:
+        array = np.asarray(value)
+        if self._value.dtype == object:
+            array, _ = as_tensor(value, "string")
+        elif array.dtype != self._value.dtype:
+            if not np.can_cast(array.dtype, self._value.dtype, casting="same_kind") and not (
+                _is_python_number(value)
+            ):
+                raise InvalidArgumentError(
+                    f"{what}: value of dtype {array.dtype} does not match the variable's "
+                    f"dtype {self._value.dtype}"
+                )
+            array = array.astype(self._value.dtype)
+        if array.shape != self._value.shape:
+            raise InvalidArgumentError(
+                f"{what}: value of shape {list(array.shape)} does not match the variable's "
+                f"shape {list(self._value.shape)}"
+            )
+        return np.array(array, copy=True)
+
+    # -- checkpointing ----------------------------------------------------------
+    @property
+    def full_name(self) -> str:
+        """The name recorded in the object graph (``SerializedTensor.full_name``)."""
+        return self._shared_name
+
+    def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
+        return {VARIABLE_VALUE_KEY: self._value}
+
+    def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
+        value = tensors.get(VARIABLE_VALUE_KEY)
+        if value is None:
+            return
+        stored, ours = info(value.dtype).name, info(self._value.dtype).name
+        if stored != ours or tuple(value.shape) != self.shape:
+            raise InvalidArgumentError(
+                f"cannot restore {where}: the checkpoint holds {stored} {list(value.shape)}, "
+                f"the variable {self.name} is {ours} {list(self.shape)}"
+            )
+
+    def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
+        value = tensors.get(VARIABLE_VALUE_KEY)
+        if value is not None:
+            self._value = np.array(value, dtype=self._value.dtype, copy=True)
+
+
+def _is_python_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_python_number(v) for v in value)
+    return False
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
