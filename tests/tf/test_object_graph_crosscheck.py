@@ -153,3 +153,28 @@ def test_tf_restores_dtckpt_values(tmp_path: Any) -> None:
     assert t.kernel.numpy().tolist() == m.kernel.numpy().tolist()
     assert int(t.layers[0].numpy()) == 5 and t.layers[1]["a/b.c"].numpy() == b"text"
     assert int(ckpt.save_counter.numpy()) == 1
+
+
+def _signature(variables: Any) -> list[tuple[str, tuple[int, ...], bytes, bool]]:
+    out = []
+    for v in variables:
+        value = v.numpy()
+        if isinstance(value, bytes) or np.asarray(value).dtype.kind in "OS":
+            value = np.asarray(value, dtype=object)  # TF gives a scalar string as plain bytes
+        data = b"|".join(value.reshape(-1).tolist()) if value.dtype == object else value.tobytes()
+        out.append((str(value.dtype), tuple(value.shape), data, bool(v.trainable)))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(structures)
+def test_module_variables_order_matches_tf(structure: dict[str, Any]) -> None:
+    def holder(lib: Any) -> Any:
+        module = lib.Module()
+        for name, spec in structure["attrs"]:
+            setattr(module, name, build(lib, spec))
+        return module
+
+    ours, theirs = holder(dtckpt), holder(tf)
+    assert _signature(ours.variables) == _signature(theirs.variables)
+    assert _signature(ours.trainable_variables) == _signature(theirs.trainable_variables)
