@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import errors
 from .checkpoint.checkpoint import Checkpoint
+from .checkpoint.manager import CheckpointManager
 from .checkpoint.module import Module
 from .checkpoint.options import CheckpointOptions
 from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Checkpoint",
+    "CheckpointManager",
     "CheckpointOptions",
     "Module",
     "Variable",

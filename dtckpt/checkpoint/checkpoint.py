@@ -82,9 +82,8 @@ class Checkpoint(AutoTrackable):
             if root is not None and name == "root" and value is root:
                 self._self_attached["root"] = root
                 continue
-            if root is None:
-                setattr(self, name, value)
-                value = getattr(self, name)
+            setattr(self, name, value)  # as in TF, also when a root is given
+            value = getattr(self, name)
             if not isinstance(value, Trackable):
                 raise ValueError(
                     "`Checkpoint` was expecting a trackable object (an object derived from "
@@ -133,11 +132,11 @@ class Checkpoint(AutoTrackable):
 
     # -- saving ----------------------------------------------------------------
     def write(self, file_prefix: str, options: CheckpointOptions | None = None) -> str:
-        """Write a checkpoint at exactly ``file_prefix``; no counter, no state file."""
+        """Write a checkpoint at exactly ``file_prefix``; no counter, no state file (O-CK-3)."""
         return self._write(os.fspath(file_prefix), options or CheckpointOptions(), None)
 
     def save(self, file_prefix: str, options: CheckpointOptions | None = None) -> str:
-        """Bump ``save_counter``, write ``file_prefix-N`` and record it in the state file."""
+        """Bump ``save_counter``, write ``file_prefix-N``, record it in the state file (O-CK-3)."""
         options = options or CheckpointOptions()
         self._wait()
         counter = self.save_counter
@@ -166,7 +165,7 @@ class Checkpoint(AutoTrackable):
         return path
 
     def sync(self) -> None:
-        """Wait for a background write; re-raise its error if it failed."""
+        """Wait for a background write; re-raise its error if it failed (rule O-CK-6)."""
         self._wait()
 
     def _wait(self) -> None:
@@ -177,7 +176,7 @@ class Checkpoint(AutoTrackable):
 
     # -- restoring -------------------------------------------------------------
     def read(self, save_path: str, options: CheckpointOptions | None = None) -> Any:
-        """Restore the values of ``save_path`` into the objects; return a load status."""
+        """Restore the values of ``save_path`` into the objects; return a status (rule O-RS-1)."""
         self._wait()
         options = options or CheckpointOptions()
         path = os.fspath(save_path)
@@ -215,9 +214,13 @@ class Checkpoint(AutoTrackable):
         return status
 
     def _restore_by_name(self, reader: BundleReader) -> NameBasedSaverStatus:
-        """Rule O-RS-8: a checkpoint without object graph restores by variable name."""
-        self._maybe_create_save_counter()
+        """Rule O-RS-8: a checkpoint without object graph restores by variable name.
+
+        Every variable whose name is a key takes that value (several variables
+        may share a name); ``save_counter`` is optional, as TF1 checkpoints lack it.
+        """
         keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
+        used: set[str] = set()
         pending, missing = [], []
         for _, obj in walk_with_attached(self.root, self._attached()):
             if not isinstance(obj, Variable):
@@ -226,12 +229,12 @@ class Checkpoint(AutoTrackable):
                 tensors = {"VARIABLE_VALUE": reader.read(obj.full_name)}
                 obj._check_restore(tensors, f"{reader.prefix}: {obj.full_name}")
                 pending.append((obj, tensors))
-                keys.discard(obj.full_name)
+                used.add(obj.full_name)
             elif obj is not self._self_save_counter:
                 missing.append(obj.full_name)
         for obj, tensors in pending:
             obj._restore_from_tensors(tensors)
-        return NameBasedSaverStatus(missing, sorted(keys))
+        return NameBasedSaverStatus(missing, sorted(keys - used))
 
 
 def walk_with_attached(root: Trackable, attached: dict[str, Trackable]) -> Any:
@@ -256,6 +259,7 @@ class _WriteJob:
         self.after, self.callbacks = after, callbacks
 
     def run(self) -> None:
+        # Node order, then the object graph last (rule O-GR-5).
         with BundleWriter(self.path) as writer:
             for key, value in self.tensors:
                 writer.add(key, value)

@@ -106,7 +106,7 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
         for name, value in obj._serialize_to_tensors().items():
             escaped = escape_local_name(name)
             key = attribute_key(path, escaped)
-            full_name = obj.full_name if isinstance(obj, Variable) else ""
+            full_name = obj.full_name if isinstance(obj, Variable) else ""  # rule O-GR-4
             attributes.append(SerializedTensor(escaped, full_name, key))
             tensors.append((key, value))
         nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))

@@ -55,7 +55,7 @@ class Module(AutoTrackable):
 
     @property
     def variables(self) -> tuple[Variable, ...]:
-        """Every variable of this module and its submodules, in ``tf.Module``'s order."""
+        """Every variable of this module and its submodules, in ``tf.Module``'s order (O-TR-4)."""
         return tuple(v for v in _flatten_module(self) if isinstance(v, Variable))
 
     @property

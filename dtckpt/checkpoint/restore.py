@@ -163,14 +163,24 @@ class CheckpointPosition:
         return self.coordinator.restore_uid
 
     def restore(self, trackable: Trackable) -> None:
-        """Bind ``trackable`` and everything below it; read, check, then assign all values."""
-        assignments: list[tuple[Trackable, dict[str, np.ndarray], int]] = []
-        queue: list[tuple[int, Trackable]] = [(self.node_id, trackable)]
+        """Bind ``trackable`` and everything below it; read, check, then assign (rule O-RS-2).
+
+        The walk only collects: bindings, deferred positions, slot variables and
+        values are committed after every value has passed its check, so a
+        failing restore leaves objects, slots and pending restorations as they
+        were (rule O-RS-6).
+        """
         coordinator = self.coordinator
         graph = coordinator.graph
+        bound: dict[int, Trackable] = {}
+        assignments: list[tuple[Trackable, dict[str, np.ndarray], int]] = []
+        deferrals: list[tuple[Trackable, str, CheckpointPosition]] = []
+        slots: list[tuple[Trackable, str, Trackable]] = []
+        unused: list[tuple[int, str]] = []
+        queue: list[tuple[int, Trackable]] = [(self.node_id, trackable)]
         while queue:
             node_id, obj = queue.pop(0)
-            current = coordinator.object_by_node.get(node_id)
+            current = coordinator.object_by_node.get(node_id, bound.get(node_id))
             if current is not None:
                 if current is not obj:
                     _LOG.warning(
@@ -179,42 +189,57 @@ class CheckpointPosition:
                         coordinator.where(node_id),
                     )
                 continue
-            coordinator.object_by_node[node_id] = obj
-            coordinator.bound_nodes.add(node_id)
+            bound[node_id] = obj
             obj._maybe_initialize_trackable()
             node = graph.nodes[node_id]
-            assignments.append((obj, self._read_attributes(node_id, obj), node_id))
+            values, ignored = self._read_attributes(node_id, obj)
+            assignments.append((obj, values, node_id))
+            unused.extend(ignored)
             for child in node.children:
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
                     queue.append((child.node_id, child_obj))
-                elif _has_values(graph, child.node_id):
-                    obj._defer_restoration(
-                        child.local_name, CheckpointPosition(coordinator, child.node_id)
+                elif _has_values(graph, child.node_id):  # deferred (rule O-RS-3)
+                    deferrals.append(
+                        (obj, child.local_name, CheckpointPosition(coordinator, child.node_id))
                     )
             for _optimizer_node, slot_node, slot_name in coordinator.pending_slots.get(node_id, []):
-                slot = _slot_for(coordinator, obj, slot_node, slot_name)
+                if slot_node in coordinator.object_by_node or slot_node in bound:
+                    continue
+                slot = _slot_for(coordinator, obj, slot_node)
                 if slot is not None:
+                    slots.append((obj, slot_name, slot))
                     queue.append((slot_node, slot))
-        # Rule O-RS-6: check every value first, then assign; nothing changes on failure.
         for obj, tensors, node_id in assignments:
             obj._check_restore(tensors, coordinator.where(node_id))
+        # Everything checked: commit.
+        coordinator.object_by_node.update(bound)
+        coordinator.bound_nodes.update(bound)
+        coordinator.unused_attributes.extend(unused)
+        for obj, name, position in deferrals:
+            obj._defer_restoration(name, position)
+        for variable, slot_name, slot in slots:
+            variable._slots[slot_name] = slot  # type: ignore[attr-defined]
         for obj, tensors, _ in assignments:
             if obj._self_update_uid > coordinator.restore_uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
             obj._restore_from_tensors(tensors)
             object.__setattr__(obj, "_self_update_uid", coordinator.restore_uid)
 
-    def _read_attributes(self, node_id: int, obj: Trackable) -> dict[str, np.ndarray]:
+    def _read_attributes(
+        self, node_id: int, obj: Trackable
+    ) -> tuple[dict[str, np.ndarray], list[tuple[int, str]]]:
+        # The keys stored in the graph, never recomputed ones (rule O-RS-4).
         coordinator = self.coordinator
         node = coordinator.graph.nodes[node_id]
         if not node.attributes:
-            return {}
+            return {}, []
         wanted = set(obj._serialize_to_tensors())
         values = {}
+        unused = []
         for attribute in node.attributes:
             if attribute.name not in wanted:
-                coordinator.unused_attributes.append((node_id, attribute.name))
+                unused.append((node_id, attribute.name))
                 continue
             try:
                 values[attribute.name] = coordinator.reader.read(attribute.checkpoint_key)
@@ -223,31 +248,29 @@ class CheckpointPosition:
                     f"cannot restore {coordinator.where(node_id)}: {exc.message}",
                     key=attribute.checkpoint_key,
                 ) from None
-        return values
+        return values, unused
 
 
 def _slot_for(
-    coordinator: RestoreCoordinator, variable: Trackable, slot_node: int, slot_name: str
+    coordinator: RestoreCoordinator, variable: Trackable, slot_node: int
 ) -> Trackable | None:
-    """The slot variable of ``variable`` named ``slot_name`` (rule O-RS-7).
+    """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
 
     dtckpt has no optimizers: when a variable with optimizer slots in the
-    checkpoint is bound, each slot is restored into a new :class:`Variable`
-    kept in the variable's ``slots`` mapping, so its value is reachable.
+    checkpoint is bound, each slot is restored into a new :class:`Variable`,
+    kept (once the restore commits) in the variable's ``slots`` mapping.
     """
     from .variables import Variable
 
-    if slot_node in coordinator.object_by_node or not isinstance(variable, Variable):
+    if not isinstance(variable, Variable):
         return None
     node = coordinator.graph.nodes[slot_node]
     if not node.attributes:
         return None
     value = coordinator.reader.read(node.attributes[0].checkpoint_key)
-    slot = Variable(
+    return Variable(
         np.zeros_like(value), name=node.attributes[0].full_name or None, trainable=False
     )
-    variable._slots[slot_name] = slot
-    return slot
 
 
 def _has_values(graph: TrackableObjectGraph, node_id: int) -> bool:
@@ -307,7 +330,10 @@ class CheckpointLoadStatus(_Status):
         return objects
 
     def assert_consumed(self) -> CheckpointLoadStatus:
-        """Every checkpointed value was matched to an object, and every object to a value."""
+        """Every checkpointed value was matched to an object, and every object to a value.
+
+        Rule O-RS-10.
+        """
         self.assert_existing_objects_matched()
         coordinator = self._coordinator
         for node_id, node in enumerate(coordinator.graph.nodes):
@@ -329,7 +355,7 @@ class CheckpointLoadStatus(_Status):
         return self
 
     def assert_existing_objects_matched(self) -> CheckpointLoadStatus:
-        """Every object that exists now and saves values was restored from the checkpoint."""
+        """Every object that exists now and saves values was restored (rule O-RS-11)."""
         coordinator = self._coordinator
         for node_id, obj in coordinator.object_by_node.items():
             if obj._self_update_uid < coordinator.restore_uid:
@@ -348,7 +374,7 @@ class CheckpointLoadStatus(_Status):
         return self
 
     def assert_nontrivial_match(self) -> CheckpointLoadStatus:
-        """More than the root object was matched."""
+        """More than the root object was matched (rule O-RS-12)."""
         coordinator = self._coordinator
         if len(coordinator.object_by_node) <= 1:
             bound = {id(o) for o in coordinator.object_by_node.values()}
@@ -367,7 +393,7 @@ class CheckpointLoadStatus(_Status):
         return self
 
     def expect_partial(self) -> CheckpointLoadStatus:
-        """Silence the warnings about checkpointed values that were not used."""
+        """Silence the warnings about checkpointed values that were not used (rule O-RS-13)."""
         self._coordinator.expect_partial = True
         return self
 

@@ -256,9 +256,11 @@ def update_checkpoint_state(
     save_dir = os.fspath(save_dir)
 
     def relative(p: str) -> str:
-        return (
-            os.path.relpath(p, save_dir or ".") if save_relative_paths and os.path.isabs(p) else p
-        )
+        # TF relativizes absolute paths when asked to, and relative paths whenever the
+        # directory itself is relative ("out/ckpt-1" in "out" is written "ckpt-1").
+        if os.path.isabs(p):
+            return os.path.relpath(p, save_dir or ".") if save_relative_paths else p
+        return p if os.path.isabs(save_dir) else os.path.relpath(p, save_dir or ".")
 
     paths = list(all_model_checkpoint_paths or [])
     if model_checkpoint_path not in paths:

@@ -142,7 +142,9 @@ class Variable(Trackable):
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is not None:
-            self._value = np.array(value, dtype=self._value.dtype, copy=True)
+            # The reader hands over a new array, and a variable never changes its
+            # array in place (assign replaces it): adopt it rather than copy it.
+            self._value = np.asarray(value, dtype=self._value.dtype)
 
 
 def _is_python_number(value: Any) -> bool:

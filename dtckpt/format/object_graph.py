@@ -49,7 +49,6 @@ class SerializedTensor:
     name: str
     full_name: str
     checkpoint_key: str
-    optional_restore: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,6 @@ def _encode_node(node: TrackableObject) -> bytes:
             field_bytes(1, _text(attr.name))
             + field_bytes(2, _text(attr.full_name))
             + field_bytes(3, _text(attr.checkpoint_key))
-            + field_varint(4, int(attr.optional_restore))
         )
         out.append(field_bytes(2, body, keep_empty=True))
     for slot in node.slot_variables:
@@ -121,7 +119,8 @@ def encode_object_graph(graph: TrackableObjectGraph) -> bytes:
 
 
 def _string(value: object) -> str:
-    assert isinstance(value, memoryview)
+    if not isinstance(value, memoryview):
+        raise DataLossError("a string field of the object graph has the wrong wire type")
     return bytes(value).decode("utf-8", errors="surrogateescape")
 
 
@@ -146,7 +145,6 @@ def _decode_node(buf: memoryview) -> TrackableObject:
                     _string(fields.get(1, memoryview(b""))),
                     _string(fields.get(2, memoryview(b""))),
                     _string(fields.get(3, memoryview(b""))),
-                    bool(fields.get(4, 0)),
                 )
             )
         elif number == 3:
@@ -167,7 +165,7 @@ def _decode_node(buf: memoryview) -> TrackableObject:
 
 
 def decode_object_graph(buf: bytes) -> TrackableObjectGraph:
-    """Parse the object graph; node ids out of range raise :class:`DataLossError`."""
+    """Parse the object graph; node ids out of range raise :class:`DataLossError` (rule O-PB-2)."""
     try:
         nodes = []
         for number, wire_type, value in iter_fields(buf):

@@ -291,3 +291,21 @@ def test_golden_object_checkpoint_restores(tmp_path: pathlib.Path) -> None:
     reader = dtckpt.load_checkpoint(prefix)
     assert np.array_equal(model.kernel.numpy(), reader.get_tensor("model/kernel/.ATTRIBUTES/VARIABLE_VALUE"))
     os.fspath(tmp_path)
+
+
+def test_name_based_restore_fills_every_variable_of_a_name(tmp_path: pathlib.Path) -> None:
+    prefix = str(tmp_path / "tf1")
+    dtckpt.save_v2(prefix, ["Variable"], [""], [np.float32(3.0)])
+    m = dtckpt.Module()
+    m.a = dtckpt.Variable(0.0)
+    m.b = dtckpt.Variable(0.0)
+    dtckpt.Checkpoint(model=m).restore(prefix).assert_consumed()
+    assert float(m.a.numpy()) == float(m.b.numpy()) == 3.0
+
+
+def test_kwargs_are_attributes_also_with_a_root() -> None:
+    root = dtckpt.Module()
+    alpha = dtckpt.Variable(1.0)
+    ckpt = dtckpt.Checkpoint(root, alpha=alpha, items=[dtckpt.Variable(2.0)])
+    assert ckpt.alpha is alpha
+    assert float(ckpt.items[0].numpy()) == 2.0

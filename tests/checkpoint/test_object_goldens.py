@@ -241,3 +241,16 @@ def test_manager_golden_latest_checkpoint() -> None:
     assert state is not None
     assert [pathlib.Path(p).name for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-3"]
     assert len(state.all_model_checkpoint_timestamps) == 2
+
+
+def test_failed_restore_leaves_no_slots_or_pending_restorations() -> None:
+    golden = load_golden("og_v1_slots")
+    ckpt = _skeleton(golden)
+    ckpt.model.bias = dtckpt.Variable(np.zeros(7, np.float32))  # the wrong shape
+    with pytest.raises(dtckpt.errors.InvalidArgumentError, match="bias"):
+        ckpt.read(golden.prefix)
+    assert ckpt.model.kernel.slots == {}
+    assert not ckpt.model.kernel.numpy().any()
+    # Nothing was left waiting either: no object holds a pending restoration.
+    for obj in (ckpt, ckpt.model, ckpt.optimizer):
+        assert getattr(obj, "_self_deferred", {}) == {}

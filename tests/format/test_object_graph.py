@@ -62,7 +62,7 @@ def graphs(draw: st.DrawFn) -> TrackableObjectGraph:
                     draw(st.lists(st.builds(ObjectReference, ids, names), max_size=3))
                 ),
                 attributes=tuple(
-                    draw(st.lists(st.builds(SerializedTensor, names, names, names, st.booleans()), max_size=2))
+                    draw(st.lists(st.builds(SerializedTensor, names, names, names), max_size=2))
                 ),
                 slot_variables=tuple(
                     draw(st.lists(st.builds(SlotVariableReference, ids, names, ids), max_size=2))
@@ -91,3 +91,9 @@ def test_garbage_is_a_typed_error(raw: bytes) -> None:
         decode_object_graph(raw)
     except DataLossError:
         pass
+
+
+def test_wrong_wire_type_is_a_typed_error() -> None:
+    # A child whose local_name (field 2) arrives as a varint: 0a 04 | 0a 02 10 05.
+    with pytest.raises(DataLossError, match="wrong wire type"):
+        decode_object_graph(bytes.fromhex("0a04 0a02 1005"))

@@ -1,0 +1,304 @@
+"""``CheckpointManager``: keep the newest checkpoints of one directory (rules C-MG-*).
+
+::
+
+    directory/
+      checkpoint                     state: managed prefixes oldest first, their
+                                     timestamps, last_preserved_timestamp (C-MG-6)
+      ckpt-7.index                   \\  one checkpoint; the manager deletes exactly
+      ckpt-7.data-00000-of-00001     /   these two kinds of file (C-MG-7, C-MG-8)
+      ckpt-8.index
+      ckpt-8.data-00000-of-00001
+
+``save()`` writes ``<directory>/<checkpoint_name>-N`` through the checkpoint,
+then (once the bundle is complete, in the background for async writes) records
+it, rewrites the state file, deletes the oldest checkpoints beyond
+``max_to_keep`` and rewrites the state file again. Source:
+``tensorflow/python/checkpoint/checkpoint_management.py`` (``CheckpointManager``,
+TF 2.21).
+
+Only one manager may be active in a directory at a time (rule C-MG-10): each
+manager holds the list of checkpoints in memory and writes it whole after every
+save, so two managers, in one process or several, overwrite each other's state
+file and may delete each other's checkpoints.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .options import CheckpointOptions
+from .state import get_checkpoint_state, update_checkpoint_state
+
+__all__ = ["CheckpointManager"]
+
+_LOG = logging.getLogger("dtckpt")
+
+SECONDS_PER_HOUR = 3600.0  # rule C-MG-7
+INDEX_SUFFIX = ".index"  # rule C-MG-8
+DATA_SUFFIX_PATTERN = ".data-?????-of-?????"  # rule C-MG-8
+RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in the past
+
+
+def _numpy_value(value: Any) -> Any:
+    """A step counter or checkpoint number as a Python scalar (``_evaluate`` in TF)."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value).item()
+
+
+def _checkpoint_number(value: Any) -> int:
+    """Rule C-MG-4: an int is used as is; a variable or array is read, then made an int."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return int(_numpy_value(value))
+
+
+class CheckpointManager:
+    """Saves numbered checkpoints in ``directory`` and deletes old ones, like
+    ``tf.train.CheckpointManager``.
+
+    ``max_to_keep`` checkpoints stay in the active set, oldest deleted first;
+    ``None`` keeps all (rule C-MG-2). With ``keep_checkpoint_every_n_hours`` a
+    checkpoint leaving the active set is kept on disk when it is at least that
+    many hours newer than the last one kept that way (rule C-MG-7). With
+    ``checkpoint_interval`` (which needs ``step_counter``), ``save`` skips
+    steps closer than the interval to the last saved one (rule C-MG-3);
+    ``last_checkpoint_step`` (also in TF 2.21) says which step that was.
+    ``init_fn`` is called by ``restore_or_initialize`` when there is nothing
+    to restore (rule C-MG-9). A manager created over a directory that already
+    has a state file carries on from it (rule C-MG-1). Only one manager may be
+    active per directory (rule C-MG-10).
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        directory: str | os.PathLike[str],
+        max_to_keep: int | None,
+        keep_checkpoint_every_n_hours: float | None = None,
+        checkpoint_name: str = "ckpt",
+        step_counter: Any = None,
+        checkpoint_interval: int | None = None,
+        init_fn: Callable[[], Any] | None = None,
+        last_checkpoint_step: int | None = None,
+    ) -> None:
+        if max_to_keep is not None and max_to_keep <= 0:
+            raise ValueError(
+                f"Expected a positive integer or `None` for `max_to_keep`, got {max_to_keep}."
+            )
+        if checkpoint_interval is not None and step_counter is None:
+            raise ValueError(
+                "`step_counter` should be passed if `checkpoint_interval` is not None."
+            )
+        self._checkpoint = checkpoint
+        self._max_to_keep = max_to_keep
+        self._keep_checkpoint_every_n_hours = keep_checkpoint_every_n_hours
+        self._directory = os.fspath(directory)
+        self._prefix = os.path.join(self._directory, checkpoint_name)
+        self._step_counter = step_counter
+        self._checkpoint_interval = checkpoint_interval
+        self._last_checkpoint_step = last_checkpoint_step
+        self._init_fn = init_fn
+        self._lock = threading.Lock()
+        self._maybe_delete: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._latest_checkpoint: str | None = None
+        self._recover_state()
+
+    def _recover_state(self) -> None:
+        """Rule C-MG-1: carry on from the state file a previous manager left behind."""
+        recovered = get_checkpoint_state(self._directory)
+        now = time.time()
+        if recovered is None:
+            # Starting slightly in the past keeps a manager re-created at once from
+            # preserving (rule C-MG-7) its first checkpoint on that account alone.
+            self._last_preserved_timestamp = now - RECOVERY_CLOCK_MARGIN
+            return
+        self._latest_checkpoint = recovered.model_checkpoint_path
+        self._last_preserved_timestamp = recovered.last_preserved_timestamp
+        if now < self._last_preserved_timestamp:
+            _LOG.warning(
+                "time.time() returned a value %f seconds behind the last preserved "
+                "checkpoint timestamp.",
+                self._last_preserved_timestamp - now,
+            )
+            self._last_preserved_timestamp = now
+        paths = recovered.all_model_checkpoint_paths
+        stamps = recovered.all_model_checkpoint_timestamps or [
+            self._last_preserved_timestamp
+        ] * len(paths)
+        for path, stamp in zip(paths, stamps, strict=False):
+            # Extra paths without timestamps are dropped (TF zips the lists). After the
+            # clock went back, future timestamps are capped at now, which is not newer
+            # than the clamped last_preserved_timestamp: those checkpoints are left alone.
+            stamp = min(stamp, now)
+            if stamp > self._last_preserved_timestamp:
+                self._maybe_delete[path] = stamp
+
+    # -- properties --------------------------------------------------------------
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The ``Checkpoint`` this manager saves."""
+        return self._checkpoint
+
+    @property
+    def directory(self) -> str:
+        return self._directory
+
+    @property
+    def checkpoint_interval(self) -> int | None:
+        return self._checkpoint_interval
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint prefix, or ``None``; set once its files are complete."""
+        with self._lock:
+            return self._latest_checkpoint
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The managed checkpoint prefixes, oldest first (rule C-MG-6).
+
+        Checkpoints kept by ``keep_checkpoint_every_n_hours`` are not listed.
+        """
+        with self._lock:
+            return list(self._maybe_delete)
+
+    # -- saving ------------------------------------------------------------------
+    def save(
+        self,
+        checkpoint_number: Any = None,
+        check_interval: bool = True,
+        options: CheckpointOptions | None = None,
+    ) -> str | None:
+        """Write a new checkpoint and manage it; its path, or ``None`` when skipped.
+
+        ``checkpoint_number`` (an int or an integer variable) names the file;
+        by default ``save_counter`` does. ``save_counter`` is incremented
+        either way (rule C-MG-4). With ``checkpoint_interval`` set, a step
+        already saved is never saved again, and with ``check_interval`` a step
+        less than the interval after the last saved one is skipped (rule
+        C-MG-3). The state file is updated and old checkpoints deleted only
+        after the new checkpoint's files are complete (rule C-MG-5).
+        """
+        if self._checkpoint_interval is not None:
+            step = _numpy_value(self._step_counter)
+            last = self._last_checkpoint_step
+            if last is not None:
+                if step == last:
+                    return None
+                if check_interval and step < last + self._checkpoint_interval:
+                    return None
+            self._last_checkpoint_step = step
+        counter = self._checkpoint.save_counter
+        counter.assign_add(1)
+        number = _checkpoint_number(counter if checkpoint_number is None else checkpoint_number)
+        path = f"{self._prefix}-{number}"
+        return self._checkpoint._write(path, options or CheckpointOptions(), self._record_and_sweep)
+
+    def _record_and_sweep(self, save_path: str) -> None:
+        """Rule C-MG-5: runs once ``save_path``'s bundle is written (in the writer thread
+        for an async save)."""
+        with self._lock:
+            stamp = time.time()
+            # A re-saved path goes to the back of the queue with its new time.
+            self._maybe_delete.pop(save_path, None)
+            self._maybe_delete[save_path] = stamp
+            self._latest_checkpoint = save_path
+            # The state names the new checkpoint before anything is deleted, so an
+            # interruption during the sweep still leaves it findable.
+            self._record_state()
+            self._sweep()
+            self._record_state()
+
+    def _record_state(self) -> None:
+        """Rule C-MG-6: the state file lists the active set with its timestamps."""
+        assert self._latest_checkpoint is not None
+        update_checkpoint_state(
+            self._directory,
+            self._latest_checkpoint,
+            list(self._maybe_delete),
+            list(self._maybe_delete.values()),
+            self._last_preserved_timestamp,
+            save_relative_paths=True,
+        )
+
+    def _sweep(self) -> None:
+        """Rule C-MG-7: drop the oldest checkpoints beyond ``max_to_keep``."""
+        if not self._max_to_keep:
+            return
+        hours = self._keep_checkpoint_every_n_hours
+        while len(self._maybe_delete) > self._max_to_keep:
+            path, stamp = self._maybe_delete.popitem(last=False)
+            if hours and stamp - hours * SECONDS_PER_HOUR >= self._last_preserved_timestamp:
+                # Kept on disk but no longer listed, so the state file stays short.
+                self._last_preserved_timestamp = stamp
+                continue
+            self._delete_checkpoint_files(path)
+
+    def _delete_checkpoint_files(self, prefix: str) -> None:
+        """Rule C-MG-8: remove ``prefix.index`` and ``prefix.data-?????-of-?????``,
+        and only inside the manager's directory."""
+        if not self._within_directory(prefix):
+            _LOG.warning(
+                "Not deleting checkpoint %r: it is outside the manager's directory %r.",
+                prefix,
+                self._directory,
+            )
+            return
+        # The prefix is matched literally; only the shard suffix is a pattern.
+        literal = glob.escape(prefix)
+        for pattern in (literal + INDEX_SUFFIX, literal + DATA_SUFFIX_PATTERN):
+            for name in sorted(glob.glob(pattern)):
+                try:
+                    os.remove(name)
+                except FileNotFoundError:
+                    _LOG.warning(
+                        "Hit FileNotFoundError when deleting %r, possibly because another "
+                        "process/thread is also deleting/moving the same file",
+                        name,
+                    )
+
+    def _within_directory(self, prefix: str) -> bool:
+        """Whether ``prefix``'s files sit in the manager's directory or below it,
+        after resolving ``..`` and symbolic links."""
+        root = os.path.realpath(self._directory or os.curdir)
+        parent = os.path.realpath(os.path.dirname(prefix) or os.curdir)
+        try:
+            return os.path.commonpath([root, parent]) == root
+        except ValueError:  # different drives on Windows
+            return False
+
+    # -- restoring ---------------------------------------------------------------
+    def restore_or_initialize(self) -> str | None:
+        """Rule C-MG-9: restore the newest checkpoint and return its path, or else
+        call ``init_fn`` and return ``None``.
+
+        Unlike TensorFlow, a pending async save is waited for first, so a
+        checkpoint still being written counts as the newest.
+        """
+        self.sync()
+        latest = self.latest_checkpoint
+        if latest is not None:
+            self._checkpoint.restore(latest)
+            if self._checkpoint_interval is not None:
+                self._last_checkpoint_step = _numpy_value(self._step_counter)
+            return latest
+        if self._init_fn is not None:
+            self._init_fn()
+            _LOG.info("Customized initialization is done through the passed `init_fn`.")
+        return None
+
+    def sync(self) -> None:
+        """Wait for a pending async save (and its bookkeeping); re-raise its error."""
+        self._checkpoint.sync()
