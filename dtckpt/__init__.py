@@ -8,7 +8,7 @@ compile on first use.
 
 from __future__ import annotations
 
-from . import errors
+from . import dtensor, errors
 from .checkpoint.checkpoint import Checkpoint
 from .checkpoint.manager import CheckpointManager
 from .checkpoint.module import Module
@@ -23,6 +23,7 @@ from .format.bundle_writer import BundleWriter
 __version__ = "0.1.0"
 
 __all__ = [
+    "dtensor",
     "Checkpoint",
     "CheckpointManager",
     "CheckpointOptions",

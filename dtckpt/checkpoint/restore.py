@@ -242,7 +242,9 @@ class CheckpointPosition:
                 unused.append((node_id, attribute.name))
                 continue
             try:
-                values[attribute.name] = coordinator.reader.read(attribute.checkpoint_key)
+                values[attribute.name] = obj._read_checkpoint_value(
+                    coordinator.reader, attribute.name, attribute.checkpoint_key
+                )
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(
                     f"cannot restore {coordinator.where(node_id)}: {exc.message}",

@@ -79,6 +79,10 @@ class Trackable:
         """Attribute name -> value to save. Plain trackables save nothing."""
         return {}
 
+    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
+        """Read one attribute's value; sharded objects read only the blocks they need."""
+        return reader.read(key)
+
     def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
         """Raise if ``tensors`` cannot be restored into this object (before anything changes)."""
 
