@@ -3,9 +3,10 @@
 Commands:
 
 * ``dtckpt inspect PATH`` -- the header and a table of every stored entry.
-* ``dtckpt demo DIR`` -- writes a sharded checkpoint the way a mesh of
-  devices would (one bundle per device, then a merge), inspects it, reads it
-  back whole and in slices, and checks every value.
+* ``dtckpt demo DIR`` -- saves DVariables sharded over a simulated 2x4 mesh
+  with ``DTensorCheckpoint`` (one bundle per device, then a merge), inspects
+  the checkpoint, restores it into a 4x2 mesh with other layouts, and checks
+  every value.
 """
 
 from __future__ import annotations
@@ -85,69 +86,65 @@ def inspect(path: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
 
 
 def demo(directory: str, out=sys.stdout) -> int:  # type: ignore[no-untyped-def]
+    """Save DVariables from a 2x4 mesh, inspect the checkpoint, restore on a 4x2 mesh."""
     import ml_dtypes
 
-    from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
+    from . import dtensor as dd
+    from .checkpoint.module import Module
     from .checkpoint.reader import load_checkpoint
 
     os.makedirs(directory, exist_ok=True)
-    prefix = os.path.join(directory, "ckpt")
     rng = np.random.default_rng(0)
-    # A [1024, 512] float32 weight sharded 2 x 4 over 8 "devices", a bfloat16
-    # row-sharded embedding, and replicated values written once, by device 0.
-    weight = rng.standard_normal((1024, 512), dtype=np.float32)
-    embedding = rng.standard_normal((64, 32)).astype(ml_dtypes.bfloat16)
-    step = np.int64(4242)
-    vocab = np.array([b"hello", "wörld".encode(), b"\x00\xff", b""], dtype=object)
+    values = {
+        "embedding": rng.standard_normal((64, 32)).astype(ml_dtypes.bfloat16),
+        "kernel": rng.standard_normal((1024, 512), dtype=np.float32),
+        "bias": rng.standard_normal(512, dtype=np.float32),
+        "step": np.array(4242, dtype=np.int64),
+    }
+    mesh = dd.create_mesh([("x", 2), ("y", 4)], device_type="CPU")
+    layouts = {
+        "embedding": ["y", dd.UNSHARDED],  # rows over y, replicated over x
+        "kernel": ["x", "y"],  # a 2x4 grid of blocks
+        "bias": ["y"],
+        "step": [],  # replicated scalar
+    }
+    model = Module(name="model")
+    for name, value in values.items():
+        layout = dd.Layout(layouts[name], mesh)
+        setattr(model, name, dd.DVariable(dd.copy_to_mesh(value, layout), name=name))
+    print("mesh 2x4 (x, y), 8 simulated CPU devices; layouts:", file=out)
+    for name, specs in layouts.items():
+        print(f"  {name:9} {list(values[name].shape)!s:11} [{', '.join(specs)}]", file=out)
 
     t0 = time.perf_counter()
-    parts = []
-    for device in range(8):
-        x, y = divmod(device, 4)
-        names, specs, tensors = [], [], []
-        rows, cols = slice(x * 512, (x + 1) * 512), slice(y * 128, (y + 1) * 128)
-        names.append("model/weight")
-        specs.append(f"1024 512 {x * 512},512:{y * 128},128")
-        tensors.append(weight[rows, cols])
-        if device < 4:  # the embedding is sharded 4 ways on rows, replicated on x
-            names.append("model/embedding")
-            specs.append(f"64 32 {device * 16},16:-")
-            tensors.append(embedding[device * 16 : (device + 1) * 16])
-        if device == 0:
-            names += ["step", "vocab"]
-            specs += ["", ""]
-            tensors += [step, vocab]
-        part = os.path.join(directory, f"ckpt_temp/part_dev-{device}-of-8")
-        save_v2(part, names, specs, tensors)
-        parts.append(part)
-    merge_v2_checkpoints(parts, prefix)
+    path = dd.DTensorCheckpoint(mesh, model=model).save(os.path.join(directory, "ckpt"))
     t_save = time.perf_counter() - t0
     print(
-        f"saved 8 device bundles and merged them into {prefix} in {t_save * 1000:.1f} ms\n",
+        f"\nsaved {path}: each device wrote its own blocks, merged, in {t_save * 1000:.1f} ms\n",
         file=out,
     )
+    inspect(path, out)
 
-    inspect(prefix, out)
-
+    other = dd.create_mesh([("a", 4), ("b", 2)], device_type="CPU")
+    target = {"embedding": [dd.UNSHARDED, "b"], "kernel": ["b", "a"], "bias": ["a"], "step": []}
+    fresh = Module(name="model")
+    for name, value in values.items():
+        layout = dd.Layout(target[name], other)
+        setattr(fresh, name, dd.DVariable(dd.copy_to_mesh(np.zeros_like(value), layout), name=name))
     t0 = time.perf_counter()
-    with load_checkpoint(prefix) as reader:
-        got = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    t_read = time.perf_counter() - t0
-    ok = (
-        np.array_equal(got["model/weight"], weight)
-        and got["model/embedding"].tobytes() == embedding.tobytes()
-        and got["step"] == step
-        and list(got["vocab"]) == list(vocab)
+    ckpt = dd.DTensorCheckpoint(other, model=fresh)
+    ckpt.restore(path).assert_consumed()
+    t_restore = time.perf_counter() - t0
+    ok = all(
+        getattr(fresh, name).numpy().tobytes() == value.tobytes() for name, value in values.items()
     )
-    # A different "mesh": read the weight as 4 column blocks spanning both row shards.
-    t0 = time.perf_counter()
-    for j in range(4):
-        (block,) = restore_v2(prefix, ["model/weight"], [f"1024 512 -:{j * 128},128"], ["float32"])
-        ok = ok and np.array_equal(block, weight[:, j * 128 : (j + 1) * 128])
-    t_reshard = time.perf_counter() - t0
+    with load_checkpoint(path) as reader:
+        ok = ok and reader.get_tensor("model/kernel/.ATTRIBUTES/VARIABLE_VALUE").tobytes() == (
+            values["kernel"].tobytes()
+        )
     print(
-        f"\nread every tensor back in {t_read * 1000:.1f} ms; re-sliced the weight into "
-        f"4 column blocks in {t_reshard * 1000:.1f} ms",
+        f"\nrestored into a 4x2 mesh (a, b) with other layouts ({target['kernel']} for the "
+        f"kernel) in {t_restore * 1000:.1f} ms; save_counter = {int(ckpt.save_counter.numpy())}",
         file=out,
     )
     print("values match: " + ("yes" if ok else "NO"), file=out)
