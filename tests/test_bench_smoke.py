@@ -1,6 +1,6 @@
-"""``bench/bundle_io.py`` still runs end to end (its own result checks included).
+"""Every benchmark under ``bench/`` still runs end to end, its own result checks included.
 
-Only that it runs is tested here: speed is judged by reading the benchmark's
+Only that they run is tested here: speed is judged by reading the benchmarks'
 output, never by a timed test.
 """
 
@@ -10,28 +10,37 @@ import json
 import pathlib
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_bundle_io_quick_run(tmp_path: pathlib.Path) -> None:
+def _check_dtensor(result: dict[str, Any]) -> None:
+    assert set(result["reads"]) >= {
+        "aligned: 2x4 [x, y] -> 2x4 [x, y]",
+        "resharding: 2x4 [x, y] -> 4x2 [b, a]",
+    }
+
+
+@pytest.mark.parametrize(
+    "script, check",
+    [("bundle_io.py", None), ("object_graph.py", None), ("dtensor_io.py", _check_dtensor)],
+)
+def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:
     out = tmp_path / "result.json"
     run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bundle_io.py"),
-            "--quick",
-            "--repeats",
-            "1",
-            "--dir",
-            str(tmp_path),
-            "--json",
-            str(out),
-        ],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--repeats", "1",
+         "--dir", str(tmp_path), "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Ratios" in run.stdout
-    assert json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    assert result["comparisons"]
+    assert result["config"]["label"] == "quick"
+    if check is not None:
+        check(result)
