@@ -221,8 +221,11 @@ def same(got: list[np.ndarray], want: list[np.ndarray]) -> bool:
 
 
 def clear_dir(path: str) -> None:
+    """Empty ``path`` and flush every dirty page, outside the timed region, so that no
+    variant pays for the write-back of the files an earlier variant wrote."""
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
+    os.sync()
 
 
 def data_bytes(path: str) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -81,20 +82,26 @@ def write_sharded(
     dtensor_part = 0 if (dtensor_first or regular_on_device_zero) else 1
     regular_prefix = os.path.join(temp, f"part-{1 - dtensor_part:05d}-of-{parts:05d}")
     order: list[str] = []
+    jobs: list[tuple[str, list[tuple[str, str, Any]]]] = []
+    for device in range(count):
+        entries = []
+        items = per_device.get(device)
+        if items:
+            prefix = os.path.join(
+                temp, f"part-{dtensor_part:05d}-of-{parts:05d}" + _device_suffix(device, count)
+            )
+            jobs.append((prefix, items))
+            entries.append((dtensor_part, prefix))
+        if device == 0 and regular:
+            jobs.append((regular_prefix, regular))
+            entries.append((1 - dtensor_part, regular_prefix))
+        order.extend(prefix for _, prefix in sorted(entries))
     try:
-        for device in range(count):
-            entries = []
-            items = per_device.get(device)
-            if items:
-                prefix = os.path.join(
-                    temp, f"part-{dtensor_part:05d}-of-{parts:05d}" + _device_suffix(device, count)
-                )
-                _write_bundle(prefix, items)
-                entries.append((dtensor_part, prefix))
-            if device == 0 and regular:
-                _write_bundle(regular_prefix, regular)
-                entries.append((1 - dtensor_part, regular_prefix))
-            order.extend(prefix for _, prefix in sorted(entries))
+        # The devices write their bundles at the same time, as they would on real
+        # hardware; writes and checksums release the GIL.
+        with ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 1))) as pool:
+            for done in [pool.submit(_write_bundle, prefix, items) for prefix, items in jobs]:
+                done.result()
         merge_bundles(order, path)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

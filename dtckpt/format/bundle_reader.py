@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import mmap as mmap_module
 import os
+import threading
 
 import numpy as np
 
@@ -83,6 +84,8 @@ class BundleReader:
         self.header = self.index.header
         self._fds: dict[int, tuple[int, int, str]] = {}
         self._maps: dict[int, mmap_module.mmap] = {}
+        self._boxes: dict[bytes, list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]] = {}
+        self._open_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
@@ -143,6 +146,13 @@ class BundleReader:
 
     # -- data files ----------------------------------------------------------
     def _shard(self, shard_id: int, key: bytes) -> tuple[int, int, str]:
+        opened = self._fds.get(shard_id)
+        if opened is not None:
+            return opened
+        with self._open_lock:  # readers may be shared by threads reading different blocks
+            return self._open_shard(shard_id, key)
+
+    def _open_shard(self, shard_id: int, key: bytes) -> tuple[int, int, str]:
         opened = self._fds.get(shard_id)
         if opened is not None:
             return opened
@@ -280,6 +290,15 @@ class BundleReader:
         return out
 
     def _stored_boxes(  # rule F-SL-5
+        self, key: bytes, entry: BundleEntry
+    ) -> list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]:
+        # Resharding reads many boxes of one tensor: work out its stored slices once.
+        cached = self._boxes.get(key)
+        if cached is None:
+            cached = self._boxes[key] = self._find_stored_boxes(key, entry)
+        return cached
+
+    def _find_stored_boxes(
         self, key: bytes, entry: BundleEntry
     ) -> list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]:
         if not entry.slices:
