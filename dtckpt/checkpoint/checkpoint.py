@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from ..errors import InvalidArgumentError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.object_graph import decode_object_graph, encode_object_graph
+from ..pools import pool
 from .graph import OBJECT_GRAPH_PROTO_KEY, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
@@ -164,7 +165,7 @@ class Checkpoint(AutoTrackable):
             tensors = [(key, _snapshot(value)) for key, value in tensors]
         job = _WriteJob(path, tensors, graph_bytes, after, callbacks, self._regular_on_device_zero)
         if options.enable_async:
-            object.__setattr__(self, "_self_pending", _executor().submit(job.run))
+            object.__setattr__(self, "_self_pending", pool("async").submit(job.run))
         else:
             job.run()
         return path
@@ -306,13 +307,3 @@ class _WriteJob:
                 callback(self.path)
             else:
                 callback()
-
-
-_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dtckpt-async")
-    return _EXECUTOR

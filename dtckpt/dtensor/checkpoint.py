@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from ..errors import InvalidArgumentError
 from ..format.bundle_writer import BundleWriter
 from ..format.merge import merge_bundles
 from ..mesh import Mesh, slice_spec, unique_shards
+from ..pools import pool
 from .tensor import DTensor
 
 __all__ = ["write_sharded", "DTensorCheckpoint"]
@@ -99,9 +99,9 @@ def write_sharded(
     try:
         # The devices write their bundles at the same time, as they would on real
         # hardware; writes and checksums release the GIL.
-        with ThreadPoolExecutor(max_workers=max(1, min(count, os.cpu_count() or 1))) as pool:
-            for done in [pool.submit(_write_bundle, prefix, items) for prefix, items in jobs]:
-                done.result()
+        writers = pool("io")
+        for done in [writers.submit(_write_bundle, prefix, items) for prefix, items in jobs]:
+            done.result()
         merge_bundles(order, path)
     finally:
         shutil.rmtree(temp, ignore_errors=True)

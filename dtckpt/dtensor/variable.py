@@ -8,8 +8,6 @@ that block from the checkpoint, whatever layout or mesh wrote it.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,20 +17,10 @@ from ..dtypes import info
 from ..errors import InvalidArgumentError
 from ..format.bundle_reader import BundleReader
 from ..mesh import device_box, unique_shards
+from ..pools import pool
 from .tensor import DTensor, copy_to_mesh, relayout
 
 __all__ = ["DVariable"]
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(
-            max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="dtckpt-read"
-        )
-    return _POOL
 
 
 class DVariable(Variable):
@@ -118,7 +106,7 @@ class DVariable(Variable):
         boxes = [box for box, _ in unique_shards(self.layout, self.shape)]
         # Blocks are read on several threads: file reads and checksums release the
         # GIL, so the devices' reads overlap as they would on real hardware.
-        read = _pool().map(lambda box: reader.read_slice(key, box), boxes)
+        read = pool("io").map(lambda box: reader.read_slice(key, box), boxes)
         blocks = dict(zip(boxes, read, strict=True))
         components, handed_out = [], set()
         for device in range(self.layout.mesh.size):

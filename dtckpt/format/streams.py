@@ -10,13 +10,13 @@ than it saves.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
 
 from .. import kernels
 from ..errors import OutOfRangeError
+from ..pools import pool
 from .crc import crc32c
 
 __all__ = [
@@ -30,17 +30,6 @@ __all__ = [
 
 #: Buffers at least this large are checksummed on a worker thread.
 OVERLAP_THRESHOLD = 4 << 20
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        # One worker per core: readers on several threads each overlap their checksums.
-        _POOL = ThreadPoolExecutor(
-            max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="dtckpt-crc"
-        )
-    return _POOL
 
 
 def write_with_crc32c(file: BinaryIO, raw: np.ndarray) -> int:
@@ -50,7 +39,7 @@ def write_with_crc32c(file: BinaryIO, raw: np.ndarray) -> int:
         crc = crc32c(view)
         file.write(view)
         return crc
-    future = _pool().submit(crc32c, view)
+    future = pool("checksum").submit(crc32c, view)
     file.write(view)
     return future.result()
 
@@ -180,6 +169,6 @@ def read_into_with_crc32c(fd: int, out: np.ndarray, offset: int, *, path: str) -
         stop = min(start + READ_CHUNK, total)
         read_into(fd, out[start:stop], offset + start, path=path)
         previous = pending.result() if pending is not None else 0
-        pending = _pool().submit(crc32c, view[start:stop], previous)
+        pending = pool("checksum").submit(crc32c, view[start:stop], previous)
     assert pending is not None
     return pending.result()

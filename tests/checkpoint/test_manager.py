@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import dtckpt
-import dtckpt.checkpoint.checkpoint as checkpoint_module
 import dtckpt.checkpoint.manager as manager_module
+from dtckpt.pools import pool
 from dtckpt.checkpoint.state import (
     format_checkpoint_state,
     get_checkpoint_state,
@@ -479,7 +479,7 @@ def test_async_save_and_sync(tmp_path: pathlib.Path) -> None:
     options = dtckpt.CheckpointOptions(enable_async=True)
     # Hold the background writer so the save is visibly pending.
     gate = threading.Event()
-    blocker = checkpoint_module._executor().submit(gate.wait)
+    blocker = pool("async").submit(gate.wait)
     try:
         assert manager.save(options=options) == str(tmp_path / "ckpt-1")
         assert manager.latest_checkpoint is None and manager.checkpoints == []
@@ -504,7 +504,7 @@ def test_restore_or_initialize_waits_for_a_pending_save(tmp_path: pathlib.Path) 
     ckpt = make_checkpoint()
     manager = dtckpt.CheckpointManager(ckpt, tmp_path, 2, init_fn=lambda: pytest.fail("init_fn"))
     gate = threading.Event()
-    blocker = checkpoint_module._executor().submit(gate.wait)
+    blocker = pool("async").submit(gate.wait)
     path = manager.save(options=dtckpt.CheckpointOptions(enable_async=True))
     gate.set()
     blocker.result()
