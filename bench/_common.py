@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib.metadata
 import os
@@ -238,3 +239,57 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+# --- command line and report header ----------------------------------------------------
+
+
+def base_parser(description: str, quick_help: str, default_repeats: int) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --quick, --repeats, --json, --dir."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"interleaved rounds per comparison (default: {default_repeats}, --quick: 3)",
+    )
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="make the temporary directory under DIR (default: the system temp dir)",
+    )
+    return p
+
+
+def repeats_from(parser: argparse.ArgumentParser, requested: int | None, default: int) -> int:
+    repeats = requested if requested is not None else default
+    if repeats < 1:
+        parser.error("--repeats must be at least 1")
+    return repeats
+
+
+def header(
+    title: str,
+    facts: dict[str, Any],
+    label: str,
+    repeats: int,
+    tf_note: str,
+    machine_extra: str = "",
+    tf_extra: str = "",
+) -> str:
+    """The block every benchmark prints first: what ran, on what, with which versions."""
+    f = facts
+    return "\n".join(
+        [
+            f"{title} ({label} run, best of {repeats} interleaved runs)",
+            f"machine : {f['cpu_count']} CPUs ({f['cpus_usable']} usable), {f['cpu_model']}, "
+            f"{f['memory_gib']} GiB RAM, {f['platform']}{machine_extra}",
+            f"software: Python {f['python']}, NumPy {f['numpy']}, Numba {f['numba']}, "
+            f"crc32c {f['crc32c']}, TensorFlow {tf_note}{tf_extra}",
+            f"dtckpt  : {f['dtckpt']} ({f['dtckpt_revision']}), kernels backend: "
+            f"{f['kernels_backend']}",
+            f"files   : {f['work_dir']} ({f['filesystem']}); page cache warm, not dropped",
+        ]
+    )

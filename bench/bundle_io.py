@@ -39,12 +39,15 @@ from _common import (  # noqa: E402
     GB,
     MiB,
     Variant,
+    base_parser,
     current_rss,
     fmt_seconds,
     fmt_size,
+    header,
     interleaved,
     machine_facts,
     peak_rss,
+    repeats_from,
     reset_peak_rss,
     ru_maxrss,
     table,
@@ -700,39 +703,11 @@ def bench_kernels(cfg: Config, rep: Report, repeats: int) -> None:
 # --- driver ---------------------------------------------------------------------------------
 
 
-def header(facts: dict[str, Any], cfg: Config, repeats: int, tf_note: str) -> str:
-    f = facts
-    lines = [
-        f"dtckpt bundle I/O benchmark ({cfg.label} run, best of {repeats} interleaved runs)",
-        f"machine : {f['cpu_count']} CPUs ({f['cpus_usable']} usable), {f['cpu_model']}, "
-        f"{f['memory_gib']} GiB RAM, {f['platform']}",
-        f"software: Python {f['python']}, NumPy {f['numpy']}, Numba {f['numba']}, "
-        f"crc32c {f['crc32c']}, TensorFlow {tf_note}",
-        f"dtckpt  : {f['dtckpt']} ({f['dtckpt_revision']}), kernels backend: "
-        f"{f['kernels_backend']}",
-        f"files   : {f['work_dir']} ({f['filesystem']}); page cache warm, not dropped",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="small, fast run (64 MiB, 1,000 small tensors) for smoke tests",
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="interleaved rounds per comparison (default: 9, --quick: 3)",
-    )
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument(
-        "--dir",
-        metavar="DIR",
-        help="make the temporary directory under DIR (default: the system temp dir)",
+    p = base_parser(
+        __doc__.split("\n\n")[0],
+        "small, fast run (64 MiB, 1,000 small tensors) for smoke tests",
+        FULL.repeats,
     )
     p.add_argument("--child-write", help=argparse.SUPPRESS)
     p.add_argument("--child-bytes", type=int, help=argparse.SUPPRESS)
@@ -744,9 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     cfg = QUICK if args.quick else FULL
-    repeats = args.repeats if args.repeats is not None else cfg.repeats
-    if repeats < 1:
-        p.error("--repeats must be at least 1")
+    repeats = repeats_from(p, args.repeats, cfg.repeats)
     started = time.perf_counter()
     tf, tf_version = import_tf()
     tf_note = tf_version if tf is not None else "not available"
@@ -767,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - started
 
-    print(header(facts, cfg, repeats, tf_note))
+    print(header("dtckpt bundle I/O benchmark", facts, cfg.label, repeats, tf_note))
     print()
     print("Timings (GB = 1e9 bytes)")
     print(rep.timing_table())

@@ -45,11 +45,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _common import (  # noqa: E402
     MiB,
     Variant,
+    base_parser,
     current_rss,
     fmt_size,
+    header,
     interleaved,
     machine_facts,
     peak_rss,
+    repeats_from,
     reset_peak_rss,
     ru_maxrss,
 )
@@ -566,33 +569,12 @@ def bench(cfg: Config, work: str, tf: Any, rep: DTensorReport, repeats: int, qui
                                m[kind]["peak_minus_base_mib"], None, f"{kind}, for comparison")
 
 
-def header(facts: dict[str, Any], cfg: Config, repeats: int, tf_note: str) -> str:
-    f = facts
-    return "\n".join(
-        [
-            f"dtckpt DTensor checkpoint benchmark ({cfg.label} run, best of {repeats} "
-            "interleaved runs)",
-            f"machine : {f['cpu_count']} CPUs ({f['cpus_usable']} usable), {f['cpu_model']}, "
-            f"{f['memory_gib']} GiB RAM, {f['platform']}; load average "
-            + " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            f"software: Python {f['python']}, NumPy {f['numpy']}, Numba {f['numba']}, "
-            f"crc32c {f['crc32c']}, TensorFlow {tf_note} ({DEVICES} logical CPUs)",
-            f"dtckpt  : {f['dtckpt']} ({f['dtckpt_revision']}), kernels backend: "
-            f"{f['kernels_backend']}",
-            f"files   : {f['work_dir']} ({f['filesystem']}); page cache warm, not dropped",
-        ]
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="small, fast run (64 MiB in 16 DVariables) for smoke tests")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved rounds per comparison (default: 5, --quick: 3)")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--dir", metavar="DIR",
-                   help="make the temporary directory under DIR (default: the system temp dir)")
+    p = base_parser(
+        __doc__.split("\n\n")[0],
+        "small, fast run (64 MiB in 16 DVariables) for smoke tests",
+        FULL.repeats,
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--child-source", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -602,9 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child, cfg, args.dir, args.child_source)
         return 0
 
-    repeats = args.repeats if args.repeats is not None else cfg.repeats
-    if repeats < 1:
-        p.error("--repeats must be at least 1")
+    repeats = repeats_from(p, args.repeats, cfg.repeats)
     started = time.perf_counter()
     tf, tf_version = import_tf()
     tf_note = tf_version if tf is not None else "not available"
@@ -623,7 +603,18 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     facts["loadavg_end"] = list(os.getloadavg())
 
-    print(header(facts, cfg, repeats, tf_note))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        header(
+            "dtckpt DTensor checkpoint benchmark",
+            facts,
+            cfg.label,
+            repeats,
+            tf_note,
+            machine_extra=f"; load average {load}",
+            tf_extra=f" ({DEVICES} logical CPUs)",
+        )
+    )
     print()
     print("Timings (GB = 1e9 bytes)")
     print(rep.timing_table())

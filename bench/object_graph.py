@@ -17,7 +17,6 @@ bench/README.md for what each row measures and the targets.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import glob
 import io
@@ -42,9 +41,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from _common import (  # noqa: E402
     Variant,
+    base_parser,
     fmt_size,
+    header,
     interleaved,
     machine_facts,
+    repeats_from,
 )
 from bundle_io import Report, import_tf, log, remove_prefix  # noqa: E402
 
@@ -546,40 +548,11 @@ def profile_misses(
 # --- driver ---------------------------------------------------------------------------------
 
 
-def header(facts: dict[str, Any], cfg: Config, repeats: int, tf_note: str) -> str:
-    f = facts
-    lines = [
-        f"dtckpt object-graph checkpoint benchmark ({cfg.label} run, best of {repeats} "
-        "interleaved runs)",
-        f"machine : {f['cpu_count']} CPUs ({f['cpus_usable']} usable), {f['cpu_model']}, "
-        f"{f['memory_gib']} GiB RAM, {f['platform']}",
-        f"software: Python {f['python']}, NumPy {f['numpy']}, Numba {f['numba']}, "
-        f"crc32c {f['crc32c']}, TensorFlow {tf_note}",
-        f"dtckpt  : {f['dtckpt']} ({f['dtckpt_revision']}), kernels backend: "
-        f"{f['kernels_backend']}",
-        f"files   : {f['work_dir']} ({f['filesystem']}); page cache warm, not dropped",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="small, fast run (1,000 small variables, 64 MiB) for smoke tests",
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help="interleaved rounds per comparison (default: 9, --quick: 3)",
-    )
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument(
-        "--dir",
-        metavar="DIR",
-        help="make the temporary directory under DIR (default: the system temp dir)",
+    p = base_parser(
+        __doc__.split("\n\n")[0],
+        "small, fast run (1,000 small variables, 64 MiB) for smoke tests",
+        FULL.repeats,
     )
     p.add_argument(
         "--profile",
@@ -589,9 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     cfg = QUICK if args.quick else FULL
-    repeats = args.repeats if args.repeats is not None else cfg.repeats
-    if repeats < 1:
-        p.error("--repeats must be at least 1")
+    repeats = repeats_from(p, args.repeats, cfg.repeats)
     started = time.perf_counter()
     tf, tf_version = import_tf()
     tf_note = tf_version if tf is not None else "not available"
@@ -610,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     wall = time.perf_counter() - started
 
-    print(header(facts, cfg, repeats, tf_note))
+    print(header("dtckpt object-graph checkpoint benchmark", facts, cfg.label, repeats, tf_note))
     print()
     print("Timings (GB = 1e9 bytes)")
     print(rep.timing_table())
