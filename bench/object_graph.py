@@ -188,6 +188,28 @@ def check_interop(
     return notes
 
 
+def dtckpt_restore_variants(
+    prefix: str, read_into: Any, restore_into: Any, variables: Any, expected: Any
+) -> list[Variant]:
+    """``Checkpoint.read`` and ``Checkpoint.restore`` of ``prefix``, each into its own tree."""
+    return [
+        restore_variant(
+            "dtckpt Checkpoint.read",
+            lambda: dtckpt.Checkpoint(model=read_into).read(prefix),
+            read_into,
+            variables,
+            expected,
+        ),
+        restore_variant(
+            "dtckpt Checkpoint.restore",
+            lambda: dtckpt.Checkpoint(model=restore_into).restore(prefix),
+            restore_into,
+            variables,
+            expected,
+        ),
+    ]
+
+
 def restore_variant(
     name: str, call: Any, target: Any, variables: Any, expected: list[np.ndarray]
 ) -> Variant:
@@ -274,20 +296,7 @@ def bench_small(
 
     # The last write of each left its file: each library now reads its own.
     reads = [
-        restore_variant(
-            "dtckpt Checkpoint.read",
-            lambda: dtckpt.Checkpoint(model=read_into).read(ours_prefix),
-            read_into,
-            variables,
-            expected,
-        ),
-        restore_variant(
-            "dtckpt Checkpoint.restore",
-            lambda: dtckpt.Checkpoint(model=restore_into).restore(ours_prefix),
-            restore_into,
-            variables,
-            expected,
-        ),
+        *dtckpt_restore_variants(ours_prefix, read_into, restore_into, variables, expected),
     ]
     if tf is not None:
         reads += [
@@ -433,20 +442,7 @@ def bench_big(
         return after
 
     reads = [
-        restore_variant(
-            "dtckpt Checkpoint.read",
-            lambda: dtckpt.Checkpoint(model=read_into).read(ours_prefix),
-            read_into,
-            variables,
-            expected,
-        ),
-        restore_variant(
-            "dtckpt Checkpoint.restore",
-            lambda: dtckpt.Checkpoint(model=restore_into).restore(ours_prefix),
-            restore_into,
-            variables,
-            expected,
-        ),
+        *dtckpt_restore_variants(ours_prefix, read_into, restore_into, variables, expected),
         Variant("dtckpt restore_v2 (same keys)", raw_restore, after=check_arrays("restore_v2")),
         Variant(
             "dtckpt load_checkpoint().get_tensor", raw_get_tensor, after=check_arrays("get")
