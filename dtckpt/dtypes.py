@@ -28,8 +28,6 @@ __all__ = [
     "DTypeInfo",
     "info",
     "from_numpy",
-    "to_numpy",
-    "numpy_dtype_name",
 ]
 
 
@@ -189,13 +187,3 @@ def from_numpy(dtype: Any) -> DTypeInfo:
     if row is None:
         raise InvalidArgumentError(f"NumPy dtype {np_dtype} has no TensorFlow counterpart")
     return row
-
-
-def to_numpy(dtype: int | str | DataType) -> np.dtype[Any]:
-    """The NumPy dtype dtckpt uses for a TF dtype."""
-    return info(dtype).numpy
-
-
-def numpy_dtype_name(dtype: int | DataType) -> str:
-    """TF's name (``tf.DType.name``) of an enum value, e.g. ``"bfloat16"``."""
-    return info(dtype).name

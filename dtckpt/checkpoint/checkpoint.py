@@ -22,7 +22,7 @@ from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.object_graph import decode_object_graph, encode_object_graph
 from ..pools import pool
-from .graph import OBJECT_GRAPH_PROTO_KEY, build_graph
+from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
 from .restore import (
@@ -33,7 +33,7 @@ from .restore import (
     RestoreCoordinator,
 )
 from .state import update_checkpoint_state
-from .trackable import Trackable, walk
+from .trackable import Trackable
 from .variables import Variable
 
 __all__ = ["Checkpoint", "resolve_save_path"]
@@ -228,7 +228,7 @@ class Checkpoint(AutoTrackable):
         keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
         used: set[str] = set()
         pending, missing = [], []
-        for _, obj in walk_with_attached(self.root, self._attached()):
+        for obj in breadth_first(self.root, self._attached())[0]:
             if not isinstance(obj, Variable):
                 continue
             if obj.full_name in keys:
@@ -241,15 +241,6 @@ class Checkpoint(AutoTrackable):
         for obj, tensors in pending:
             obj._restore_from_tensors(tensors)
         return NameBasedSaverStatus(missing, sorted(keys - used))
-
-
-def walk_with_attached(root: Trackable, attached: dict[str, Trackable]) -> Any:
-    seen = set()
-    for start in [root, *attached.values()]:
-        for path, obj in walk(start):
-            if id(obj) not in seen:
-                seen.add(id(obj))
-                yield path, obj
 
 
 def _is_sharded(value: Any) -> bool:

@@ -36,6 +36,7 @@ __all__ = [
     "object_path",
     "attribute_key",
     "GraphSnapshot",
+    "breadth_first",
     "build_graph",
     "children_of",
 ]
@@ -70,31 +71,42 @@ def children_of(
     return children
 
 
+def breadth_first(
+    root: Trackable, attached: dict[str, Trackable] | None = None
+) -> tuple[list[Trackable], list[tuple[str, ...]]]:
+    """Every object reachable from ``root`` once, breadth-first, with its first path (O-GR-1).
+
+    The position of an object in the list is its node id in a saved object graph.
+    """
+    attached = attached or {}
+    objects: list[Trackable] = [root]
+    paths: list[tuple[str, ...]] = [()]
+    seen = {id(root)}
+    head = 0
+    while head < len(objects):
+        obj, path = objects[head], paths[head]
+        head += 1
+        for name, child in children_of(obj, root, attached).items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                objects.append(child)
+                paths.append(path + (name,))
+    return objects, paths
+
+
 @dataclass
 class GraphSnapshot:
     """The object graph of a save, with the tensors in the order they are written."""
 
     graph: TrackableObjectGraph
-    objects: list[Trackable]
-    paths: list[tuple[str, ...]]
     tensors: list[tuple[str, np.ndarray]]
 
 
 def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -> GraphSnapshot:
     """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds."""
     attached = attached or {}
-    objects: list[Trackable] = [root]
-    paths: list[tuple[str, ...]] = [()]
-    ids = {id(root): 0}
-    head = 0
-    while head < len(objects):
-        obj, path = objects[head], paths[head]
-        head += 1
-        for name, child in children_of(obj, root, attached).items():
-            if id(child) not in ids:
-                ids[id(child)] = len(objects)
-                objects.append(child)
-                paths.append(path + (name,))
+    objects, paths = breadth_first(root, attached)
+    ids = {id(obj): node_id for node_id, obj in enumerate(objects)}
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []
     for obj, path in zip(objects, paths, strict=True):
@@ -110,7 +122,7 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
             attributes.append(SerializedTensor(escaped, full_name, key))
             tensors.append((key, value))
         nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))
-    return GraphSnapshot(_with_value_flags(nodes), objects, paths, tensors)
+    return GraphSnapshot(_with_value_flags(nodes), tensors)
 
 
 def _with_value_flags(nodes: list[TrackableObject]) -> TrackableObjectGraph:

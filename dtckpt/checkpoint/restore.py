@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..format.bundle_reader import BundleReader
 from ..format.object_graph import TrackableObjectGraph
-from .trackable import Trackable, walk
+from .trackable import Trackable
 
 __all__ = [
     "CheckpointPosition",
@@ -317,19 +317,9 @@ class CheckpointLoadStatus(_Status):
         self._attached = attached
 
     def _live_objects(self) -> list[Trackable]:
-        from .graph import children_of
+        from .graph import breadth_first
 
-        seen = {id(self._root)}
-        objects = [self._root]
-        head = 0
-        while head < len(objects):
-            obj = objects[head]
-            head += 1
-            for child in children_of(obj, self._root, self._attached()).values():
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    objects.append(child)
-        return objects
+        return breadth_first(self._root, self._attached())[0]
 
     def assert_consumed(self) -> CheckpointLoadStatus:
         """Every checkpointed value was matched to an object, and every object to a value.
@@ -438,7 +428,3 @@ class InitializationOnlyStatus(_Status):
 
     def expect_partial(self) -> InitializationOnlyStatus:
         return self
-
-
-def _live(root: Trackable) -> list[Trackable]:
-    return [obj for _, obj in walk(root)]

@@ -13,7 +13,6 @@ Mirrors ``tensorflow/python/trackable/base.py``. A trackable has
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .restore import CheckpointPosition
 
-__all__ = ["Trackable", "is_trackable"]
+__all__ = ["Trackable"]
 
 
 class Trackable:
@@ -88,22 +87,3 @@ class Trackable:
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         """Take restored values; only called after :meth:`_check_restore` passed."""
-
-
-def is_trackable(value: Any) -> bool:
-    return isinstance(value, Trackable)
-
-
-def walk(root: Trackable) -> Iterator[tuple[tuple[str, ...], Trackable]]:
-    """``(path, object)`` for every object reachable from ``root``, breadth-first, each once."""
-    seen = {id(root)}
-    queue: list[tuple[tuple[str, ...], Trackable]] = [((), root)]
-    head = 0
-    while head < len(queue):
-        path, obj = queue[head]
-        head += 1
-        yield path, obj
-        for name, child in obj._trackable_children().items():
-            if id(child) not in seen:
-                seen.add(id(child))
-                queue.append((path + (name,), child))
