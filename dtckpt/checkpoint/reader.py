@@ -17,17 +17,10 @@ import numpy as np
 from ..dtypes import info
 from ..errors import NotFoundError
 from ..format.bundle_reader import BundleReader
+from ..format.naming import key_bytes, key_str
 from .state import latest_checkpoint
 
 __all__ = ["CheckpointReader", "load_checkpoint", "list_variables", "resolve_checkpoint_path"]
-
-
-def _key_str(key: bytes) -> str:
-    return key.decode("utf-8", errors="surrogateescape")
-
-
-def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8", errors="surrogateescape") if isinstance(key, str) else key
 
 
 class CheckpointReader:
@@ -56,18 +49,18 @@ class CheckpointReader:
         return self._bundle
 
     def has_tensor(self, key: str) -> bool:
-        return self._bundle.index.is_visible(_key_bytes(key))
+        return self._bundle.index.is_visible(key_bytes(key))
 
     def get_tensor(self, key: str) -> np.ndarray:
         """The whole tensor; raises :class:`~dtckpt.errors.TensorNotFoundError` if absent."""
-        return self._bundle.read(_key_bytes(key))
+        return self._bundle.read(key_bytes(key))
 
     def get_variable_to_shape_map(self) -> dict[str, list[int]]:
-        return {_key_str(k): shape for k, shape in self._bundle.index.shape_map().items()}
+        return {key_str(k): shape for k, shape in self._bundle.index.shape_map().items()}
 
     def get_variable_to_dtype_map(self) -> dict[str, np.dtype[Any]]:
         return {
-            _key_str(k): info(dtype).numpy for k, dtype in self._bundle.index.dtype_map().items()
+            key_str(k): info(dtype).numpy for k, dtype in self._bundle.index.dtype_map().items()
         }
 
 

@@ -39,7 +39,7 @@ from ..errors import (
 from .crc import crc32c, unmask
 from .index import BundleIndex
 from .messages import BIG, LITTLE, BundleEntry, TensorSlice
-from .naming import DATA_SUFFIX_RE, data_filename, index_filename
+from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slices import full_slice, intersect, resolve
 from .streams import read_into, read_into_with_crc32c
@@ -125,13 +125,11 @@ class BundleReader:
         return list(self.index.visible_keys())
 
     def __contains__(self, key: object) -> bool:
-        if isinstance(key, str):
-            key = key.encode("utf-8")
-        return isinstance(key, bytes) and key in self.index
+        return isinstance(key, (str, bytes)) and key_bytes(key) in self.index
 
     def entry(self, key: str | bytes) -> BundleEntry:
         """The validated entry stored under ``key``."""
-        kb = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        kb = key_bytes(key)
         try:
             return self.index.entry(kb)
         except TensorNotFoundError as exc:
@@ -205,7 +203,7 @@ class BundleReader:
     # -- reading -------------------------------------------------------------
     def read(self, key: str | bytes) -> np.ndarray:
         """The whole tensor stored under ``key`` (assembled from slices if needed)."""
-        kb = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        kb = key_bytes(key)
         entry = self.entry(kb)
         if entry.slices:
             return self.read_slice(kb, full_slice(len(entry.shape)))
@@ -259,7 +257,7 @@ class BundleReader:
 
     def read_slice(self, key: str | bytes, tensor_slice: TensorSlice) -> np.ndarray:
         """The box ``tensor_slice`` of tensor ``key``, reading only what overlaps it."""
-        kb = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        kb = key_bytes(key)
         entry = self.entry(kb)
         row = info(entry.dtype)
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")

@@ -37,7 +37,7 @@ from .messages import (
     encode_entry,
     encode_header,
 )
-from .naming import data_filename, index_filename
+from .naming import data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slices import is_full, resolve
 from .streams import write_strided_with_crc32c, write_with_crc32c
@@ -45,10 +45,6 @@ from .strings import encode_string_tensor
 from .table import encode_table
 
 __all__ = ["BundleWriter", "as_tensor"]
-
-
-def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
 def as_tensor(value: Any, dtype: Any = None) -> tuple[np.ndarray, DTypeInfo]:
@@ -143,7 +139,7 @@ class BundleWriter:
         Rules F-WR-1 (data order) and F-WR-5 (refused keys).
         """
         self._check_open()
-        kb = _key_bytes(key)
+        kb = key_bytes(key)
         if kb in self._entries:
             raise AlreadyExistsError("Adding duplicate key", key=kb)
         if kb == b"":
@@ -168,7 +164,7 @@ class BundleWriter:
         the slice and the data goes under the slice key (rules F-SL-3, F-SL-5).
         """
         self._check_open()
-        kb = _key_bytes(key)
+        kb = key_bytes(key)
         full_shape = tuple(int(d) for d in full_shape)
         box = resolve(tensor_slice, full_shape, what=f"slice of {kb!r}")
         array, row = as_tensor(tensor, dtype)

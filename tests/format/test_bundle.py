@@ -314,3 +314,15 @@ def test_box_in_container_recognises_basic_slices() -> None:
     assert box_in_container(a[:, :, ::2]) is None
     assert box_in_container(a.T) is None
     assert box_in_container(a[::-1]) is None
+
+
+def test_keys_that_are_not_utf8_round_trip_through_their_listed_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    prefix = str(tmp_path / "k")
+    with BundleWriter(prefix) as writer:
+        writer.add(b"bad\xff/key", np.arange(3))
+    reader = dtckpt.load_checkpoint(prefix)
+    (listed,) = reader.get_variable_to_shape_map()
+    assert reader.has_tensor(listed)
+    assert reader.get_tensor(listed).tolist() == [0, 1, 2]
+    assert reader.bundle.read(listed).tolist() == [0, 1, 2]  # the bundle layer agrees
+    assert listed in reader.bundle
