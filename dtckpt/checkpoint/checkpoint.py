@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, NotFoundError
+from ..errors import DataLossError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.object_graph import decode_object_graph, encode_object_graph
@@ -195,13 +195,19 @@ class Checkpoint(AutoTrackable):
         reader = BundleReader(path)
         if OBJECT_GRAPH_PROTO_KEY not in reader:
             return self._restore_by_name(reader)
-        raw = reader.read(OBJECT_GRAPH_PROTO_KEY).reshape(()).item()
+        value = reader.read(OBJECT_GRAPH_PROTO_KEY)
+        raw = value.item() if value.shape == () else None
         if not isinstance(raw, bytes):
-            raise InvalidArgumentError("the object graph entry is not a string", path=path)
+            raise DataLossError(
+                "the object graph entry is not a scalar string "
+                f"({value.dtype} {list(value.shape)})",
+                path=reader.index_path,
+                key=OBJECT_GRAPH_PROTO_KEY,
+            )
         try:
             graph = decode_object_graph(raw)
-        except Exception as exc:
-            raise type(exc)(str(exc)) from None
+        except DataLossError as exc:
+            raise exc.located(path=reader.index_path, key=OBJECT_GRAPH_PROTO_KEY) from None
         coordinator = RestoreCoordinator(
             reader, graph, path, skip_slot_variables=options.experimental_skip_slot_variables
         )

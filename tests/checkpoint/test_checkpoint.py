@@ -309,3 +309,18 @@ def test_kwargs_are_attributes_also_with_a_root() -> None:
     ckpt = dtckpt.Checkpoint(root, alpha=alpha, items=[dtckpt.Variable(2.0)])
     assert ckpt.alpha is alpha
     assert float(ckpt.items[0].numpy()) == 2.0
+
+
+@pytest.mark.parametrize(
+    "graph_value, message",
+    [(np.array([b"a", b"b"], dtype=object), "not a scalar string"),
+     (np.float32(1.0), "not a scalar string"),
+     (np.array(b"\x0a\x04\x0a\x02\x10\x05", dtype=object), "wrong wire type")],
+)
+def test_damaged_object_graph_is_a_located_data_loss(tmp_path: pathlib.Path, graph_value, message) -> None:  # type: ignore[no-untyped-def]
+    prefix = str(tmp_path / "bad")
+    dtckpt.save_v2(prefix, ["_CHECKPOINTABLE_OBJECT_GRAPH"], [""], [graph_value])
+    with pytest.raises(dtckpt.errors.DataLossError, match=message) as info:
+        dtckpt.Checkpoint(model=Net()).read(prefix)
+    assert info.value.path == prefix + ".index"
+    assert info.value.key == "_CHECKPOINTABLE_OBJECT_GRAPH"
