@@ -163,6 +163,23 @@ class BundleReader:
         self._fds[shard_id] = (fd, size, path)
         return self._fds[shard_id]
 
+    def shard_path(self, shard_id: int) -> str:
+        """The file name of data shard ``shard_id`` (``PREFIX.data-NNNNN-of-MMMMM``)."""
+        return data_filename(self.prefix, shard_id, self.num_shards)
+
+    def shard_size(self, shard_id: int) -> int:
+        """The size in bytes of data shard ``shard_id``; NotFoundError if it is missing."""
+        return self._shard(shard_id, b"")[1]
+
+    def read_shard_into(self, shard_id: int, offset: int, out: np.ndarray) -> None:
+        """Fill the 1-D ``uint8`` array ``out`` with shard bytes from ``offset`` on.
+
+        No checksum is involved: this is the raw byte access that verifiers
+        and copiers build on. A short shard raises :class:`OutOfRangeError`.
+        """
+        fd, _, path = self._shard(shard_id, b"")
+        read_into(fd, out, offset, path=path)
+
     def _missing_shard_message(self, path: str) -> str:
         directory = os.path.dirname(self.prefix) or "."
         base = os.path.basename(self.prefix)
