@@ -2,25 +2,38 @@
 
 The names mirror TensorFlow's, so that ``tf.train.load_checkpoint`` becomes
 ``dtckpt.load_checkpoint`` and ``tf.raw_ops.SaveV2`` becomes ``dtckpt.save_v2``.
-Importing this package does no work beyond importing NumPy: Numba kernels
-compile on first use.
+
+Importing this package does no work: each public name is imported from its
+module the first time it is used, so ``dtckpt inspect`` starts without loading
+the object-graph machinery, the mesh layer or Numba (kernels compile on first
+use, too).
 """
 
 from __future__ import annotations
 
-from . import dtensor, errors
-from .checkpoint.checkpoint import Checkpoint
-from .checkpoint.manager import CheckpointManager
-from .checkpoint.module import Module
-from .checkpoint.options import CheckpointOptions
-from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
-from .checkpoint.reader import CheckpointReader, list_variables, load_checkpoint
-from .checkpoint.state import latest_checkpoint
-from .checkpoint.variables import Variable
-from .format.bundle_reader import BundleReader
-from .format.bundle_writer import BundleWriter
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module (relative to this package) that defines it
+_EXPORTS = {
+    "Checkpoint": ".checkpoint.checkpoint",
+    "CheckpointManager": ".checkpoint.manager",
+    "CheckpointOptions": ".checkpoint.options",
+    "Module": ".checkpoint.module",
+    "Variable": ".checkpoint.variables",
+    "BundleReader": ".format.bundle_reader",
+    "BundleWriter": ".format.bundle_writer",
+    "CheckpointReader": ".checkpoint.reader",
+    "latest_checkpoint": ".checkpoint.state",
+    "list_variables": ".checkpoint.reader",
+    "load_checkpoint": ".checkpoint.reader",
+    "merge_v2_checkpoints": ".checkpoint.raw_ops",
+    "restore_v2": ".checkpoint.raw_ops",
+    "save_v2": ".checkpoint.raw_ops",
+}
+_SUBMODULES = ("dtensor", "errors")
 
 __all__ = [
     "dtensor",
@@ -41,3 +54,31 @@ __all__ = [
     "save_v2",
     "__version__",
 ]
+
+if TYPE_CHECKING:
+    from . import dtensor, errors
+    from .checkpoint.checkpoint import Checkpoint
+    from .checkpoint.manager import CheckpointManager
+    from .checkpoint.module import Module
+    from .checkpoint.options import CheckpointOptions
+    from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
+    from .checkpoint.reader import CheckpointReader, list_variables, load_checkpoint
+    from .checkpoint.state import latest_checkpoint
+    from .checkpoint.variables import Variable
+    from .format.bundle_reader import BundleReader
+    from .format.bundle_writer import BundleWriter
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f".{name}", __name__)
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
