@@ -15,6 +15,12 @@ Rows that the batch parser does not call *simple* (partitioned full entries,
 unusual encodings, damage) and rows that fail the vectorised checks go
 through the generic decoder and :func:`validate_entry`, which raise the
 precise error; the checks are the same either way (rule F-RD-2).
+
+Hostile indexes (``spec/hostile-input.md``): every error names the index file
+(rule H-ER-1); sizes are checked against shapes with exact integers (H-BD-4);
+decoding holds a bounded amount of memory (H-AL-1). Both kernel backends are
+fuzzed against each other (H-FZ-1) and the inputs that once broke them are
+replayed by the tests (H-FZ-2).
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ from ..errors import CheckpointError, DataLossError, InvalidArgumentError, Tenso
 from .messages import BIG, LITTLE, BundleEntry, BundleHeader, decode_entry, decode_header
 from .ordered_code import encode_tensor_name_slice
 from .slices import resolve
-from .table import data_blocks, entries_limit
+from .table import KEY_BYTES_BASE as _TABLE_KEY_BYTES_BASE
+from .table import KEY_BYTES_PER_BYTE, data_blocks, entries_limit
 
 __all__ = ["BundleIndex", "validate_entry", "check_header", "VERSION", "MIN_PRODUCER"]
 
@@ -43,9 +50,10 @@ _MAX_FAST_RANK = 32
 BATCH_THRESHOLD = 64 << 10
 #: Keys are prefix-compressed, so an index can describe far more key bytes than
 #: it holds. Real checkpoints stay far below this bound (a few times the index
-#: size); a forged one is refused before the keys are materialised.
-KEY_BYTES_BASE = 64 << 20
-KEY_BYTES_PER_INDEX_BYTE = 16
+#: size); a forged one is refused before the keys are materialised (rule H-BD-5,
+#: the same bound as ``table.key_budget``; kept here so that tests can lower it).
+KEY_BYTES_BASE = _TABLE_KEY_BYTES_BASE
+KEY_BYTES_PER_INDEX_BYTE = KEY_BYTES_PER_BYTE
 
 # itemsize per DataType value: > 0 fixed width, 0 variable width, -1 not storable.
 _ITEMSIZE = np.full(64, -1, dtype=np.int64)
@@ -85,14 +93,19 @@ def check_header(header: BundleHeader, path: str) -> None:
 
 
 def validate_entry(key: bytes, entry: BundleEntry, num_shards: int, path: str) -> None:
-    """Everything about an entry that can be checked without its data file (rule F-RD-2)."""
+    """Everything about an entry that can be checked without its data file (rule F-RD-2).
+
+    Element counts and byte sizes are exact Python integers, so a shape that
+    claims terabytes fails here or against the data file's size, before
+    anything of its size is allocated (rule H-BD-4).
+    """
     where: dict[str, Any] = {"path": path, "key": key}
     try:
         row = info(entry.dtype)
     except CheckpointError:
         raise DataLossError(f"unknown dtype enum {entry.dtype}", **where) from None
     if any(d < 0 for d in entry.shape):
-        raise DataLossError(f"invalid shape {list(entry.shape)}", **where)
+        raise DataLossError(f"invalid shape {_show_shape(entry.shape)}", **where)
     for tensor_slice in entry.slices:
         try:
             resolve(tensor_slice, entry.shape, what="stored slice")
@@ -106,21 +119,53 @@ def validate_entry(key: bytes, entry: BundleEntry, num_shards: int, path: str) -
         )
     if entry.offset < 0 or entry.size < 0:
         raise DataLossError(f"negative offset/size {entry.offset}/{entry.size}", **where)
-    numel = 1
-    for d in entry.shape:
-        numel *= d
+    numel = _element_count(entry.shape)
     if row.is_string:
         # One varint byte per element at least, then the 4-byte length checksum.
-        if numel + 4 > entry.size:
+        if numel is None or numel + 4 > entry.size:
             raise DataLossError(
-                f"string entry of {numel} elements cannot fit in {entry.size} bytes", **where
+                f"string entry of {_show_count(numel)} elements cannot fit in {entry.size} bytes",
+                **where,
             )
-    elif not row.is_variable_width and numel * row.itemsize != entry.size:
+    elif not row.is_variable_width and (numel is None or numel * row.itemsize != entry.size):
+        nbytes = _show_count(None if numel is None else numel * row.itemsize)
         raise DataLossError(
             f"entry size {entry.size} does not match {row.name} shape "
-            f"{list(entry.shape)} ({numel * row.itemsize} bytes)",
+            f"{_show_shape(entry.shape)} ({nbytes} bytes)",
             **where,
         )
+
+
+_INT64_MAX = (1 << 63) - 1
+_SHOWN_DIMS = 16
+
+
+def _element_count(shape: tuple[int, ...]) -> int | None:
+    """The product of ``shape`` (dims already non-negative), or None above int64.
+
+    No entry can hold more bytes than that, and stopping there keeps the work linear: the
+    exact product of a forged shape of thousands of huge dims takes quadratic time, and its
+    decimal form may be too long for ``str`` (rule H-BD-4).
+    """
+    if 0 in shape:
+        return 0
+    numel = 1
+    for d in shape:
+        numel *= d
+        if numel > _INT64_MAX:
+            return None
+    return numel
+
+
+def _show_count(count: int | None) -> str:
+    return "more than 2**63" if count is None else str(count)
+
+
+def _show_shape(shape: tuple[int, ...]) -> str:
+    if len(shape) <= _SHOWN_DIMS:
+        return str(list(shape))
+    head = ", ".join(str(d) for d in shape[:_SHOWN_DIMS])
+    return f"[{head}, ... ({len(shape)} dims)]"
 
 
 class BundleIndex:
@@ -171,6 +216,7 @@ class BundleIndex:
                 raise DataLossError(f"corrupt block: {exc}", offset=offset) from None
             key_budget -= key_buf.size
             joined = key_buf.tobytes()
+            del key_buf  # rule H-AL-1: hold the keys twice at most, not three times
             bounds = key_offsets.tolist()
             block_keys = [joined[a:b] for a, b in pairwise(bounds)]
             if keys and block_keys and block_keys[0] <= keys[-1]:
@@ -206,7 +252,7 @@ class BundleIndex:
             d = dims[starts[has] + j]
             numel[has] *= d
             bound[has] *= d
-        # Products that could have wrapped around in int64 go the slow way.
+        # Products that could have wrapped around in int64 go the slow way (rule H-BD-2).
         ok &= bound * np.maximum(itemsize, 1) < 2.0**62
         strings = itemsize == 0
         fixed_ok = (numel * np.maximum(itemsize, 0)) == size

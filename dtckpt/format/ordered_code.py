@@ -52,6 +52,7 @@ _SIGNED_HEADER = [
     (0xFF, 0xC0),
 ]
 _MAX_SIGNED_BYTES = 10
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def encode_num_increasing(value: int) -> bytes:
@@ -156,7 +157,12 @@ def decode_signed_num_increasing(buf: bytes, pos: int) -> tuple[int, int]:
     code[0] ^= head_first
     if length > 1:
         code[1] ^= head_second
-    return int.from_bytes(code, "big", signed=True), pos + length
+    value = int.from_bytes(code, "big", signed=True)
+    # A 10-byte code has room for more bits than an int64 holds; TF's ReadSignedNumIncreasing
+    # refuses codes above 63 value bits, and no writer can produce such an extent (rule H-BD-6).
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise DataLossError("ordered-code signed number outside int64", offset=pos)
+    return value, pos + length
 
 
 def encode_tensor_name_slice(name: bytes, tensor_slice: tuple[tuple[int, int], ...]) -> bytes:

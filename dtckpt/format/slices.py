@@ -35,13 +35,18 @@ __all__ = [
 # whitespace around; ``int()`` would also take "1_0" and non-ASCII digits.
 _INT = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)[ \t\n\v\f\r]*", re.ASCII)
 _INT64_MAX = (1 << 63) - 1
+_INT64_DIGITS = len(str(_INT64_MAX))
 
 
 def _parse_int(text: str) -> int | None:
     match = _INT.fullmatch(text)
     if match is None:
         return None
-    value = int(match.group(1))
+    number = match.group(1)
+    digits = number.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > _INT64_DIGITS:  # rule H-BD-6: out of range, and too long for int()
+        return None
+    value = -int(digits) if number.startswith("-") else int(digits)
     return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
 
 

@@ -77,7 +77,7 @@ def decode_string_tensor(
     view = buf.data if isinstance(buf, np.ndarray) else memoryview(buf)
     size = len(view)
     # Each length is at least one byte, plus the 4-byte checksum word: this
-    # bounds ``count`` by the real size before anything is allocated.
+    # bounds ``count`` by the real size before anything is allocated (rule H-BD-1).
     if count + 4 > size:
         raise DataLossError(f"string tensor of {count} elements cannot fit in {size} bytes")
     lengths = []

@@ -20,6 +20,11 @@ data blocks and 1 for the index block, no compression, and an empty
 metaindex block (``tensorflow/core/util/tensor_bundle/tensor_bundle.cc``,
 ``third_party/xla/xla/tsl/lib/io/table_builder.cc``, ``block_builder.cc``,
 ``format.cc``). The encoder here reproduces TF's files byte for byte.
+
+The decoders take any bytes (``spec/hostile-input.md``): handles, restart
+counts and entry lengths are checked against the bytes present (rules H-BD-1,
+H-BD-3), key expansion against a budget (H-BD-5). They are fuzzed (H-FZ-1),
+and every input that once broke them is replayed by the tests (H-FZ-2).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import numpy as np
 
 from ..errors import DataLossError, UnimplementedError
 from .crc import crc32c, mask, unmask
-from .varint import decode_varint, encode_varint
+from .varint import decode_varint, decode_varint32, encode_varint
 
 __all__ = [
     "MAGIC",
@@ -47,6 +52,9 @@ __all__ = [
     "decode_table",
     "data_blocks",
     "entries_limit",
+    "key_budget",
+    "KEY_BYTES_BASE",
+    "KEY_BYTES_PER_BYTE",
     "find_shortest_separator",
     "find_short_successor",
 ]
@@ -58,6 +66,17 @@ BLOCK_SIZE = 262144  # rule F-IX-6: TF's TableOptions.block_size
 RESTART_INTERVAL = 16
 NO_COMPRESSION, SNAPPY_COMPRESSION = 0, 1
 _MAX_HANDLE_BYTES = 20
+#: Rule H-BD-5: keys are prefix-compressed, so a few bytes can repeat a long key and a block
+#: of n bytes can describe about n**2 / 20 key bytes (200 MiB for 64 KiB). Real tables stay
+#: far below this bound (a few times their size); a forged one is refused before its keys
+#: are materialised.
+KEY_BYTES_BASE = 64 << 20
+KEY_BYTES_PER_BYTE = 16
+
+
+def key_budget(table_bytes: int) -> int:
+    """The most key bytes a table of ``table_bytes`` bytes may expand to (rule H-BD-5)."""
+    return KEY_BYTES_BASE + KEY_BYTES_PER_BYTE * table_bytes
 
 
 class _BlockBuilder:
@@ -108,12 +127,19 @@ def encode_block(items: Iterable[tuple[bytes, bytes]], restart_interval: int = 1
     return builder.finish()
 
 
-def decode_block(block: bytes | memoryview) -> list[tuple[bytes, bytes]]:
-    """All key/value pairs of one block (trailer already removed and checked)."""
+def decode_block(
+    block: bytes | memoryview, max_key_bytes: int | None = None
+) -> list[tuple[bytes, bytes]]:
+    """All key/value pairs of one block (trailer already removed and checked).
+
+    ``max_key_bytes`` bounds the total length of the keys (rule H-BD-5): a block whose keys
+    would expand past it raises :class:`DataLossError` before they are built.
+    """
     view = memoryview(block)
     limit = entries_limit(view)
     items: list[tuple[bytes, bytes]] = []
     key = b""
+    total = 0
     pos = 0
     while pos < limit:
         entry_start = pos
@@ -121,12 +147,18 @@ def decode_block(block: bytes | memoryview) -> list[tuple[bytes, bytes]]:
         if b0 < 0x80 and pos + 3 <= limit and view[pos + 1] < 0x80 and view[pos + 2] < 0x80:
             shared, non_shared, value_len = b0, view[pos + 1], view[pos + 2]
             pos += 3
-        else:
-            shared, pos = decode_varint(view, pos)
-            non_shared, pos = decode_varint(view, pos)
-            value_len, pos = decode_varint(view, pos)
+        else:  # rule F-IX-2: varint32, at most 5 bytes
+            shared, pos = decode_varint32(view[:limit], pos)
+            non_shared, pos = decode_varint32(view[:limit], pos)
+            value_len, pos = decode_varint32(view[:limit], pos)
         if shared > len(key) or non_shared + value_len > limit - pos:
             raise DataLossError("corrupt block entry", offset=entry_start)
+        total += shared + non_shared
+        if max_key_bytes is not None and total > max_key_bytes:
+            raise DataLossError(
+                f"the keys of this block expand past the limit of {max_key_bytes} bytes",
+                offset=entry_start,
+            )
         key = key[:shared] + bytes(view[pos : pos + non_shared])
         pos += non_shared
         items.append((key, bytes(view[pos : pos + value_len])))
@@ -271,10 +303,11 @@ def data_blocks(data: bytes | memoryview) -> list[tuple[int, int]]:
     index_offset, index_size, _ = _read_handle(view, pos, footer_at)
     index_block = _read_block(view, index_offset, index_size)
     try:
-        index_entries = decode_block(index_block)
+        index_entries = decode_block(index_block, key_budget(size))
     except DataLossError as exc:
         raise exc.located(base_offset=index_offset) from None
     blocks = []
+    end = 0
     for _, handle in index_entries:
         try:
             block_offset, block_size, _ = _read_handle(memoryview(handle), 0, index_offset)
@@ -282,13 +315,23 @@ def data_blocks(data: bytes | memoryview) -> list[tuple[int, int]]:
             raise DataLossError(
                 f"bad block handle in index block: {exc.message}", offset=index_offset
             ) from None
+        # Rule H-BD-3: writers lay data blocks out one after another, so the handles must
+        # follow each other. Without this, many handles naming one large block would make the
+        # checksum work grow with the square of the file size.
+        if block_offset < end:
+            raise DataLossError(
+                f"data block at {block_offset} overlaps or precedes the block ending at {end}",
+                offset=index_offset,
+            )
         _read_block(view, block_offset, block_size)
         blocks.append((block_offset, block_size))
+        end = block_offset + block_size + BLOCK_TRAILER_SIZE
     return blocks
 
 
 def entries_limit(block: bytes | memoryview | np.ndarray) -> int:
-    """Where a block's entries end (its restart array starts), after checking the count (F-IX-2)."""
+    """Where a block's entries end (its restart array starts), after checking the count (F-IX-2,
+    H-BD-1)."""
     size = len(block)
     if size < 4:
         raise DataLossError("block too short for its restart count", offset=0)
@@ -301,16 +344,19 @@ def entries_limit(block: bytes | memoryview | np.ndarray) -> int:
 def decode_table(data: bytes | memoryview) -> list[tuple[bytes, bytes]]:
     """Every key/value pair of an SSTable, in order, with every checksum verified.
 
-    Raises :class:`DataLossError` with the byte offset of the damage.
+    Raises :class:`DataLossError` with the byte offset of the damage, and for a table whose
+    keys would expand past :func:`key_budget` of its size (rule H-BD-5).
     """
     view = memoryview(data)
     items: list[tuple[bytes, bytes]] = []
     previous: bytes | None = None
+    budget = key_budget(len(view))
     for block_offset, block_size in data_blocks(view):
         try:
-            block_items = decode_block(view[block_offset : block_offset + block_size])
+            block_items = decode_block(view[block_offset : block_offset + block_size], budget)
         except DataLossError as exc:
             raise exc.located(base_offset=block_offset) from None
+        budget -= sum(len(key) for key, _ in block_items)
         for key, value in block_items:
             if previous is not None and key <= previous:
                 raise DataLossError("keys out of order", key=key, offset=block_offset)

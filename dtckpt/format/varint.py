@@ -6,18 +6,28 @@
                                   |  '-- high group (0b10), no continuation bit
                                   '----- low 7 bits (0b0101100) | 0x80 continuation
 
-A varint64 is at most 10 bytes (rule F-VI-1). Decoders never read past the
-buffer and never accept an 11th byte: a damaged length can only produce a
-typed error, not a huge number that is then used to allocate.
+A varint64 is at most 10 bytes (rule F-VI-1), a varint32 at most 5 (F-IX-2).
+Decoders never read past the buffer and never accept a byte more: a damaged
+length can only produce a typed error, not a huge number that is then used
+to allocate (rule H-BD-2).
 """
 
 from __future__ import annotations
 
 from ..errors import DataLossError
 
-__all__ = ["MAX_VARINT64_BYTES", "encode_varint", "decode_varint", "varint_size"]
+__all__ = [
+    "MAX_VARINT64_BYTES",
+    "MAX_VARINT32_BYTES",
+    "encode_varint",
+    "decode_varint",
+    "decode_varint32",
+    "varint_size",
+]
 
 MAX_VARINT64_BYTES = 10
+#: LevelDB's ``kMaxVarint32Bytes``: block entries (rule F-IX-2) use these shorter varints.
+MAX_VARINT32_BYTES = 5
 _U64 = (1 << 64) - 1
 
 
@@ -68,3 +78,24 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[in
     if result > _U64:
         raise DataLossError("varint exceeds 64 bits", offset=start)
     return result, pos
+
+
+def decode_varint32(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int]:
+    """Decode one varint32 (at most 5 bytes, rule F-IX-2) at ``buf[pos:]``.
+
+    The value is kept whole (up to 35 bits), as the block kernels keep it, so that a value
+    above 2**32 - 1 fails the caller's bounds checks rather than being silently cut. Raises
+    :class:`DataLossError` when the buffer ends inside the varint or a 6th byte would follow.
+    """
+    start = pos
+    end = len(buf)
+    result = 0
+    for shift in range(0, 7 * MAX_VARINT32_BYTES, 7):
+        if pos >= end:
+            raise DataLossError("truncated varint", offset=start)
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+    raise DataLossError("varint32 longer than 5 bytes", offset=start)

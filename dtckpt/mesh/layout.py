@@ -123,6 +123,8 @@ class Layout:
 
     @classmethod
     def from_string(cls, text: str) -> Layout:
+        """Parse TF's layout string; anything malformed is an :class:`InvalidArgumentError`,
+        also a ``ValueError`` as TF raises (rule H-ER-1)."""
         if not text.startswith(_PREFIX) or _MESH not in text:
             raise InvalidArgumentError(f"not a layout string: {text!r}")
         specs_text, mesh_text = text[len(_PREFIX) :].split(_MESH, 1)

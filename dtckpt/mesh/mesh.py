@@ -30,6 +30,14 @@ from ..errors import InvalidArgumentError
 
 __all__ = ["Mesh", "create_mesh", "device_string"]
 
+#: Rule H-BD-6: numbers in a mesh string are ASCII decimal integers that fit in int64 (at most
+#: 19 digits, so no huge or non-ASCII number reaches ``int``), and a mesh has at most
+#: ``MAX_MESH_RANK`` dimensions, each of size >= 1; the ids listed bound the device count.
+_ID_TEXT = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]{1,19}[ \t\n\v\f\r]*", re.ASCII)
+_SIZE_TEXT = re.compile(r"[0-9]{1,19}", re.ASCII)
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_MESH_RANK = 32
+
 _DEVICE = re.compile(
     r"^(?:/job:(?P<job>[^/]+))?(?:/replica:(?P<replica>\d+))?(?:/task:(?P<task>\d+))?"
     r"/?(?:device:)?(?P<type>[A-Za-z_]+):(?P<index>\d+)$"
@@ -78,7 +86,9 @@ class Mesh:
         flat = ids.reshape(-1)
         if flat.size == 0:
             raise InvalidArgumentError("a mesh needs at least one device")
-        if not np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size)):
+        first = int(flat[0])
+        last = first + flat.size - 1  # in Python ints: int64 arithmetic could wrap around
+        if last > _INT64_MAX or not np.array_equal(flat, np.arange(first, last + 1)):
             raise InvalidArgumentError(
                 "global_device_ids must be consecutive integers in row-major order, got "
                 f"{flat.tolist()}"
@@ -179,6 +189,8 @@ class Mesh:
 
     @classmethod
     def from_string(cls, text: str) -> Mesh:
+        """Parse TF's mesh string; anything malformed is an :class:`InvalidArgumentError`,
+        also a ``ValueError`` as TF raises (rule H-ER-1)."""
         parts = text.split("|")
         use_xla = bool(parts) and parts[-1] == "use_xla_spmd"
         if use_xla:
@@ -189,15 +201,16 @@ class Mesh:
         names, sizes = [], []
         for item in dims.split(",") if dims else []:
             key, sep, value = item.partition("=")
-            if not sep or not value.isdigit():
+            if not sep or not _SIZE_TEXT.fullmatch(value) or int(value) < 1:
                 raise InvalidArgumentError(f"bad mesh dimension {item!r} in {text!r}")
             names.append(key)
             sizes.append(int(value))
-        try:
-            ids = [int(i) for i in global_ids.split(",")] if global_ids else []
-            local = [int(i) for i in local_ids.split(",")] if local_ids else []
-        except ValueError:
-            raise InvalidArgumentError(f"bad device id list in mesh string {text!r}") from None
+        if len(sizes) > MAX_MESH_RANK:
+            raise InvalidArgumentError(
+                f"mesh string has {len(sizes)} dimensions, more than {MAX_MESH_RANK}: {text!r}"
+            )
+        ids = _parse_ids(global_ids, text)
+        local = _parse_ids(local_ids, text)
         if math.prod(sizes) != len(ids):
             raise InvalidArgumentError(
                 f"mesh dimensions {dict(zip(names, sizes, strict=True))} hold {math.prod(sizes)} "
@@ -222,6 +235,16 @@ class Mesh:
     def __repr__(self) -> str:
         dims = ", ".join(f"{n}={s}" for n, s in zip(self._dim_names, self.shape(), strict=True))
         return f"Mesh({self._name!r}, {dims})"
+
+
+def _parse_ids(text: str, whole: str) -> list[int]:
+    """A comma-separated list of device ids (rule H-BD-6)."""
+    ids = []
+    for item in text.split(",") if text else []:
+        if not _ID_TEXT.fullmatch(item) or not _INT64_MIN <= int(item) <= _INT64_MAX:
+            raise InvalidArgumentError(f"bad device id {item!r} in mesh string {whole!r}")
+        ids.append(int(item))
+    return ids
 
 
 def create_mesh(
