@@ -17,18 +17,29 @@ it, rewrites the state file, deletes the oldest checkpoints beyond
 ``tensorflow/python/checkpoint/checkpoint_management.py`` (``CheckpointManager``,
 TF 2.21).
 
-Only one manager may be active in a directory at a time (rule C-MG-10): each
-manager holds the list of checkpoints in memory and writes it whole after every
-save, so two managers, in one process or several, overwrite each other's state
-file and may delete each other's checkpoints.
+All of it runs under the directory lock (rule S-LK-1). The state file is
+replaced (and fsynced) before anything is deleted (rule S-MG-1), and the
+manager deletes only files it can show are checkpoint files of its own
+directory: regular files named ``PREFIX.index`` or
+``PREFIX.data-NNNNN-of-NNNNN`` whose real location is inside it, whatever
+paths the state file holds (rule S-MG-2).
+
+Only one manager should be active in a directory at a time (rule C-MG-10):
+each manager holds the list of checkpoints in memory and writes it whole
+after every save, so two managers overwrite each other's lists and may delete
+each other's checkpoints. The lock still keeps every checkpoint and the state
+file whole, and the state file names the checkpoint of the last save to
+finish (rule S-LK-2).
 """
 
 from __future__ import annotations
 
 import collections
-import glob
+import functools
 import logging
 import os
+import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ..format.dirlock import directory_lock
 from .checkpoint import Checkpoint
 from .options import CheckpointOptions
 from .state import get_checkpoint_state, update_checkpoint_state
@@ -46,7 +58,7 @@ _LOG = logging.getLogger("dtckpt")
 
 SECONDS_PER_HOUR = 3600.0  # rule C-MG-7
 INDEX_SUFFIX = ".index"  # rule C-MG-8
-DATA_SUFFIX_PATTERN = ".data-?????-of-?????"  # rule C-MG-8
+DATA_SUFFIX_PATTERN = r"\.data-\d{5}-of-\d{5}"  # rule C-MG-8, digits only (S-MG-2)
 RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in the past
 
 
@@ -204,24 +216,28 @@ class CheckpointManager:
         counter.assign_add(1)
         number = _checkpoint_number(counter if checkpoint_number is None else checkpoint_number)
         path = f"{self._prefix}-{number}"
-        return self._checkpoint._write(path, options or CheckpointOptions(), self._record_and_sweep)
+        options = options or CheckpointOptions()
+        after = functools.partial(self._record_and_sweep, fsync=options.experimental_fsync)
+        return self._checkpoint._write(path, options, after)
 
-    def _record_and_sweep(self, save_path: str) -> None:
-        """Rule C-MG-5: runs once ``save_path``'s bundle is written (in the writer thread
-        for an async save)."""
-        with self._lock:
+    def _record_and_sweep(self, save_path: str, fsync: bool = True) -> None:
+        """Rules C-MG-5, S-MG-1: runs once ``save_path``'s bundle is in place (in the
+        writer thread for an async save), still under the directory lock."""
+        # Already held by the save when the checkpoint sits directly in the directory;
+        # taken here when ``checkpoint_name`` names a subdirectory.
+        with directory_lock(self._directory or os.curdir), self._lock:
             stamp = time.time()
             # A re-saved path goes to the back of the queue with its new time.
             self._maybe_delete.pop(save_path, None)
             self._maybe_delete[save_path] = stamp
             self._latest_checkpoint = save_path
-            # The state names the new checkpoint before anything is deleted, so an
-            # interruption during the sweep still leaves it findable.
-            self._record_state()
+            # The state names the new checkpoint, durably, before anything is deleted,
+            # so an interruption during the sweep still leaves it findable.
+            self._record_state(fsync)
             self._sweep()
-            self._record_state()
+            self._record_state(fsync)
 
-    def _record_state(self) -> None:
+    def _record_state(self, fsync: bool = True) -> None:
         """Rule C-MG-6: the state file lists the active set with its timestamps."""
         assert self._latest_checkpoint is not None
         update_checkpoint_state(
@@ -231,6 +247,7 @@ class CheckpointManager:
             list(self._maybe_delete.values()),
             self._last_preserved_timestamp,
             save_relative_paths=True,
+            fsync=fsync,
         )
 
     def _sweep(self) -> None:
@@ -247,9 +264,11 @@ class CheckpointManager:
             self._delete_checkpoint_files(path)
 
     def _delete_checkpoint_files(self, prefix: str) -> None:
-        """Rule C-MG-8: remove ``prefix.index`` and ``prefix.data-?????-of-?????``,
-        and only inside the manager's directory."""
-        if not self._within_directory(prefix):
+        """Rules C-MG-8, S-MG-2: remove ``prefix.index`` and ``prefix.data-NNNNN-of-NNNNN``,
+        regular files only, and only inside the manager's directory."""
+        parent = self._resolved_parent(prefix)
+        base = os.path.basename(prefix)
+        if parent is None or base in ("", os.curdir, os.pardir):
             _LOG.warning(
                 "Not deleting checkpoint %r: it is outside the manager's directory %r.",
                 prefix,
@@ -257,27 +276,41 @@ class CheckpointManager:
             )
             return
         # The prefix is matched literally; only the shard suffix is a pattern.
-        literal = glob.escape(prefix)
-        for pattern in (literal + INDEX_SUFFIX, literal + DATA_SUFFIX_PATTERN):
-            for name in sorted(glob.glob(pattern)):
-                try:
-                    os.remove(name)
-                except FileNotFoundError:
-                    _LOG.warning(
-                        "Hit FileNotFoundError when deleting %r, possibly because another "
-                        "process/thread is also deleting/moving the same file",
-                        name,
-                    )
-
-    def _within_directory(self, prefix: str) -> bool:
-        """Whether ``prefix``'s files sit in the manager's directory or below it,
-        after resolving ``..`` and symbolic links."""
-        root = os.path.realpath(self._directory or os.curdir)
-        parent = os.path.realpath(os.path.dirname(prefix) or os.curdir)
+        data = re.compile(re.escape(base) + DATA_SUFFIX_PATTERN)
         try:
-            return os.path.commonpath([root, parent]) == root
-        except ValueError:  # different drives on Windows
-            return False
+            present = os.listdir(parent)
+        except OSError:
+            present = []
+        index = [name for name in present if name == base + INDEX_SUFFIX]
+        # The index goes first: without it the prefix is absent, never half there.
+        for name in index + sorted(name for name in present if data.fullmatch(name)):
+            self._delete_file(os.path.join(parent, name))
+
+    @staticmethod
+    def _delete_file(path: str) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISREG(mode):  # a link or a directory is not provably ours
+                _LOG.warning("Not deleting %r: it is not a regular file.", path)
+                return
+            os.remove(path)
+        except FileNotFoundError:
+            _LOG.warning(
+                "Hit FileNotFoundError when deleting %r, possibly because another "
+                "process/thread is also deleting/moving the same file",
+                path,
+            )
+
+    def _resolved_parent(self, prefix: str) -> str | None:
+        """The real directory of ``prefix``'s files if it is the manager's directory or
+        below it (after ``..`` and symbolic links), else ``None``."""
+        try:
+            root = os.path.realpath(self._directory or os.curdir)
+            parent = os.path.realpath(os.path.dirname(prefix) or os.curdir)
+            inside = os.path.commonpath([root, parent]) == root
+        except ValueError:  # a NUL byte in the path, or different drives on Windows
+            return None
+        return parent if inside else None
 
     # -- restoring ---------------------------------------------------------------
     def restore_or_initialize(self) -> str | None:

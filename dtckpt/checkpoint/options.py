@@ -6,6 +6,12 @@ write; ``experimental_skip_slot_variables`` ignores optimizer slots on restore.
 ``experimental_io_device`` has no meaning without devices and is kept for
 signature compatibility; ``experimental_sharding_callback`` is accepted and
 must be ``None`` (one data shard is written).
+
+``experimental_fsync`` is dtckpt's own field, not TensorFlow's: with its
+default ``True`` every ``Checkpoint``-level save fsyncs its files, the state
+file and the directory, so that a completed save survives a power loss
+(rules S-AT-2, S-AT-3). ``False`` skips the fsyncs, as TensorFlow's writers
+do; saves stay atomic either way.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ class CheckpointOptions:
         "enable_async",
         "experimental_skip_slot_variables",
         "experimental_sharding_callback",
+        "experimental_fsync",
     )
 
     def __init__(
@@ -40,6 +47,7 @@ class CheckpointOptions:
         enable_async: bool = False,
         experimental_skip_slot_variables: bool = False,
         experimental_sharding_callback: Any = None,
+        experimental_fsync: bool = True,
     ) -> None:
         self.experimental_io_device = experimental_io_device
         self.enable_async = bool(experimental_enable_async_checkpoint or enable_async)
@@ -58,6 +66,7 @@ class CheckpointOptions:
                 "experimental_sharding_callback is not supported: dtckpt writes one data shard"
             )
         self.experimental_sharding_callback = None
+        self.experimental_fsync = bool(experimental_fsync)
 
     def __copy__(self) -> CheckpointOptions:
         new = CheckpointOptions.__new__(CheckpointOptions)

@@ -9,6 +9,10 @@ Semantics of ``tensorflow/core/kernels/save_restore_v2_ops.cc``:
 * ``restore_v2(prefix, names, shape_and_slices, dtypes)`` returns the named
   tensors (or slices of them); each requested dtype must equal the stored one.
 * ``merge_v2_checkpoints(prefixes, destination)`` merges bundles.
+
+Like TensorFlow's ops they write through temporary files and renames but do
+not fsync; ``fsync=True``, a dtckpt keyword, makes the files durable before
+the call returns (rule S-AT-3).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import numpy as np
 
 from ..dtypes import info
 from ..errors import InvalidArgumentError
-from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.merge import merge_bundles
 from ..format.slices import parse_shape_and_slice
+from .reader import open_bundle
 
 __all__ = ["save_v2", "restore_v2", "merge_v2_checkpoints"]
 
@@ -42,6 +46,8 @@ def save_v2(
     shape_and_slices: Sequence[str],
     tensors: Sequence[Any],
     dtypes: Sequence[Any] | None = None,
+    *,
+    fsync: bool = False,
 ) -> None:
     """Write ``tensors`` under ``tensor_names`` to the bundle at ``prefix``.
 
@@ -49,14 +55,14 @@ def save_v2(
     (TF names, enum values or NumPy dtypes; ``None`` items allowed) overrides
     it, which is how the quantized types (``qint8`` ...) that share NumPy's
     integer dtypes are written. Nothing is left at ``prefix`` if any tensor
-    is rejected.
+    is rejected. ``fsync=True`` fsyncs the files and the directory.
     """
     _same_length("shape_and_slices", tensor_names, shape_and_slices)
     _same_length("tensors", tensor_names, tensors)
     if dtypes is None:
         dtypes = [None] * len(tensor_names)
     _same_length("dtypes", tensor_names, dtypes)
-    with BundleWriter(os.fspath(prefix)) as writer:
+    with BundleWriter(os.fspath(prefix), fsync=fsync) as writer:
         for name, spec, tensor, dtype in zip(
             tensor_names, shape_and_slices, tensors, dtypes, strict=True
         ):
@@ -78,7 +84,7 @@ def restore_v2(
     _same_length("shape_and_slices", tensor_names, shape_and_slices)
     _same_length("dtypes", tensor_names, dtypes)
     results = []
-    with BundleReader(os.fspath(prefix)) as reader:
+    with open_bundle(os.fspath(prefix)) as reader:  # a prefix, or one inside an archive
         for name, spec, dtype in zip(tensor_names, shape_and_slices, dtypes, strict=True):
             entry = reader.entry(name)
             wanted, stored = info(dtype), info(entry.dtype)
@@ -110,8 +116,13 @@ def merge_v2_checkpoints(
     destination_prefix: str,
     delete_old_dirs: bool = True,
     allow_missing_files: bool = False,
+    *,
+    fsync: bool = False,
 ) -> None:
-    """Merge bundles into ``destination_prefix`` (TF's ``MergeV2Checkpoints``)."""
+    """Merge bundles into ``destination_prefix`` (TF's ``MergeV2Checkpoints``).
+
+    ``fsync=True`` fsyncs the data files, the new index and the directory.
+    """
     if isinstance(checkpoint_prefixes, (str, bytes, os.PathLike)):
         checkpoint_prefixes = [os.fspath(checkpoint_prefixes)]
     merge_bundles(
@@ -119,4 +130,5 @@ def merge_v2_checkpoints(
         os.fspath(destination_prefix),
         allow_missing_files=allow_missing_files,
         delete_old_dirs=delete_old_dirs,
+        fsync=fsync,
     )

@@ -13,6 +13,10 @@ Fields (``tensorflow/python/training/checkpoint_state.proto``, rule C-ST-1):
 3 ``all_model_checkpoint_timestamps``, 4 ``last_preserved_timestamp``.
 Relative paths are relative to the directory holding the file. Strings use
 protobuf's C-style escapes (``\\"``, ``\\\\``, octal ``\\ooo`` for other bytes).
+
+The file is replaced whole: the new text goes to ``checkpoint.tmp<hex>``, is
+fsynced, and is renamed over ``checkpoint`` under the directory lock, and the
+directory is fsynced after the rename (rules C-ST-3, S-ST-1).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import DataLossError, InvalidArgumentError
+from ..format.durable import TemporaryFile, install
 
 __all__ = [
     "update_checkpoint_state",
@@ -53,7 +58,8 @@ _TOKEN = re.compile(
         (?P<comment>\#[^\n]*)
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*:\s*
         (?: "(?P<dq>(?:[^"\\\n]|\\.)*)" | '(?P<sq>(?:[^'\\\n]|\\.)*)'
-          | (?P<num>[-+]?(?:inf|nan|[0-9.]+(?:[eE][-+]?[0-9]+)?)f?) )
+          | (?P<num>[-+]?(?:inf(?:inity)?|nan|[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?
+                        |\.[0-9]+(?:[eE][-+]?[0-9]+)?))(?P<fsuffix>f)?(?![A-Za-z0-9_.]) )
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
@@ -72,10 +78,15 @@ _SIMPLE_ESCAPES = {
 }
 
 
+_OCTAL = re.compile(rb"[0-7]{1,3}")
+_HEX = re.compile(rb"[0-9a-fA-F]{1,2}")
+_REST_IS_BLANK = re.compile(r"\s*\Z")
+
+
 def _unescape(text: str, where: int) -> str:
     out = bytearray()
     i = 0
-    raw = text.encode("utf-8")
+    raw = text.encode("utf-8", errors="surrogateescape")  # the file was decoded that way
     while i < len(raw):
         byte = raw[i]
         if byte != 0x5C:
@@ -90,12 +101,12 @@ def _unescape(text: str, where: int) -> str:
             out.append(_SIMPLE_ESCAPES[ch])
             i += 1
         elif ch in "01234567":
-            digits = re.match(rb"[0-7]{1,3}", raw[i:])
+            digits = _OCTAL.match(raw, i)  # at i, not on a copy of the rest: stays linear
             assert digits is not None
             out.append(int(digits.group(), 8) & 0xFF)
             i += len(digits.group())
         elif ch in "xX":
-            digits = re.match(rb"[0-9a-fA-F]{1,2}", raw[i + 1 :])
+            digits = _HEX.match(raw, i + 1)
             if digits is None:
                 raise DataLossError("bad \\x escape in state file string", offset=where)
             out.append(int(digits.group(), 16))
@@ -128,7 +139,7 @@ def parse_checkpoint_state(text: str) -> CheckpointState:
     state = CheckpointState()
     pos = 0
     while pos < len(text):
-        if text[pos:].strip() == "":
+        if _REST_IS_BLANK.match(text, pos):  # at pos, no copy of the rest: parsing is linear
             break
         match = _TOKEN.match(text, pos)
         if match is None:
@@ -150,7 +161,7 @@ def parse_checkpoint_state(text: str) -> CheckpointState:
         elif name in ("all_model_checkpoint_timestamps", "last_preserved_timestamp"):
             if number is None:
                 raise DataLossError(f"{name} needs a number", offset=match.start())
-            seconds = float(number.rstrip("fF"))
+            seconds = float(number)  # the grammar admits only what float() parses
             if name == "last_preserved_timestamp":
                 state.last_preserved_timestamp = seconds
             else:
@@ -223,22 +234,33 @@ def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -
 
 
 def write_checkpoint_state(
-    save_dir: str, state: CheckpointState, latest_filename: str | None = None
+    save_dir: str,
+    state: CheckpointState,
+    latest_filename: str | None = None,
+    *,
+    fsync: bool = True,
 ) -> str:
-    """Replace ``save_dir/checkpoint`` atomically: a temporary file, then a rename (rule C-ST-3)."""
-    path = os.path.join(os.fspath(save_dir), latest_filename or STATE_FILENAME)
-    tmp = f"{path}.tmp{uuid.uuid4().hex}"
+    """Replace ``save_dir/checkpoint`` atomically: a temporary file, then a rename.
+
+    Rules C-ST-3 and S-ST-1: the temporary is fsynced before the rename and the
+    directory after it, unless ``fsync=False``. Once renamed, the new file
+    stays even if the directory fsync fails (it names a complete checkpoint).
+    """
+    save_dir = os.fspath(save_dir)
+    path = os.path.join(save_dir, latest_filename or STATE_FILENAME)
+    temporary = TemporaryFile(f"{path}.tmp{uuid.uuid4().hex}")
     try:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(format_checkpoint_state(state))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        temporary.file.write(format_checkpoint_state(state).encode("utf-8", "surrogateescape"))
+        temporary.sync(fsync)
+        install(
+            [(temporary.path, path)],
+            directory=save_dir or os.curdir,
+            fsync=fsync,
+            temporaries=(temporary,),
+            keep_on_failure=True,
+        )
     except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
+        temporary.discard()
         raise
     return path
 
@@ -250,9 +272,13 @@ def update_checkpoint_state(
     all_model_checkpoint_timestamps: list[float] | None = None,
     last_preserved_timestamp: float | None = None,
     save_relative_paths: bool = True,
+    *,
+    fsync: bool = True,
 ) -> None:
     """Record the newest checkpoint in ``save_dir``'s state file, as TF's
-    ``update_checkpoint_state_internal`` does (relative paths by default)."""
+    ``update_checkpoint_state_internal`` does (relative paths by default).
+
+    ``fsync=False`` (a dtckpt keyword, rule S-AT-3) skips the fsyncs."""
     save_dir = os.fspath(save_dir)
 
     def relative(p: str) -> str:
@@ -276,4 +302,4 @@ def update_checkpoint_state(
         list(all_model_checkpoint_timestamps or []),
         last_preserved_timestamp or 0.0,
     )
-    write_checkpoint_state(save_dir, state)
+    write_checkpoint_state(save_dir, state, fsync=fsync)

@@ -14,12 +14,18 @@ No block is ever gathered into the whole tensor: each device's block goes
 straight into its bundle. Within each bundle, tensors follow the object
 graph's breadth-first order (TensorFlow's own order there varies from run to
 run), so the same state always gives the same bytes.
+
+The per-device bundles live in ``PREFIX_temp/``, a temporary of rule S-TP-1:
+the caller holds the directory lock for the whole save (rule S-LK-1), the
+merge commits the final files atomically (rule S-AT-1), and a ``PREFIX_temp``
+left by a crash is removed by the next save (rule S-TP-2).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import wait
 from typing import Any
 
 import numpy as np
@@ -27,6 +33,7 @@ import numpy as np
 from ..checkpoint.checkpoint import Checkpoint
 from ..errors import InvalidArgumentError
 from ..format.bundle_writer import BundleWriter
+from ..format.durable import SHARDED_TEMP_SUFFIX
 from ..format.merge import merge_bundles
 from ..mesh import Mesh, slice_spec, unique_shards
 from ..pools import pool
@@ -47,8 +54,13 @@ def write_sharded(
     graph_bytes: bytes,
     *,
     regular_on_device_zero: bool,
+    fsync: bool = False,
 ) -> None:
-    """Write ``tensors`` (some of them DTensors) at ``path`` as TF's DTensor saving does."""
+    """Write ``tensors`` (some of them DTensors) at ``path`` as TF's DTensor saving does.
+
+    With ``fsync`` the device bundles' data and the merged files are fsynced
+    before they are renamed into place (rule S-AT-2).
+    """
     meshes = {v.layout.mesh for _, v in tensors if isinstance(v, DTensor)}
     if len(meshes) != 1:
         raise InvalidArgumentError(
@@ -77,7 +89,7 @@ def write_sharded(
     else:
         regular.append((_OBJECT_GRAPH, "", graph))
 
-    temp = f"{path}_temp"
+    temp = f"{path}{SHARDED_TEMP_SUFFIX}"
     parts = 1 if regular_on_device_zero else 2
     dtensor_part = 0 if (dtensor_first or regular_on_device_zero) else 1
     regular_prefix = os.path.join(temp, f"part-{1 - dtensor_part:05d}-of-{parts:05d}")
@@ -100,17 +112,21 @@ def write_sharded(
         # The devices write their bundles at the same time, as they would on real
         # hardware; writes and checksums release the GIL.
         writers = pool("io")
-        for done in [writers.submit(_write_bundle, prefix, items) for prefix, items in jobs]:
+        futures = [writers.submit(_write_bundle, prefix, items, fsync) for prefix, items in jobs]
+        # Every writer finishes before the first error is raised, so that none is
+        # still creating files in the temporary directory when it is removed.
+        wait(futures)
+        for done in futures:
             done.result()
-        merge_bundles(order, path)
+        merge_bundles(order, path, fsync=fsync)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _write_bundle(prefix: str, items: list[tuple[str, str, Any]]) -> None:
+def _write_bundle(prefix: str, items: list[tuple[str, str, Any]], fsync: bool) -> None:
     from ..format.slices import parse_shape_and_slice
 
-    with BundleWriter(prefix) as writer:
+    with BundleWriter(prefix, fsync=fsync) as writer:
         for key, spec, value in items:
             parsed = parse_shape_and_slice(spec)
             if parsed is None:

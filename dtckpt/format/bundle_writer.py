@@ -13,8 +13,13 @@
 
 Tensor bytes are written straight from each array's buffer, never gathered
 into one big copy, and each array's CRC is computed while it is written.
-Both files first get a ``.tempstate<random>`` name and are renamed into place,
-the data file first: an ``.index`` that exists always describes complete data.
+Both files first get a ``.tempstate<random>`` name (rule S-TP-1) and are
+renamed into place together, under the directory lock: an old ``.index`` of
+the prefix is removed, then the data file and the index are renamed, so an
+``.index`` that exists always describes the complete data beside it (rule
+S-AT-1). With ``fsync=True`` both files are fsynced before the renames and the
+directory after them (rule S-AT-2); by default, as TensorFlow's writer, nothing
+is fsynced.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from .crc import mask
+from .durable import TEMPSTATE, TemporaryFile, install
 from .messages import (
     BIG,
     LITTLE,
@@ -101,23 +107,28 @@ class BundleWriter:
 
     Use as a context manager or call :meth:`finish`; an exception inside the
     ``with`` block removes the temporary files and leaves nothing at ``prefix``.
+    ``fsync=True`` makes the bundle durable before :meth:`finish` returns
+    (rule S-AT-3); the default, like TensorFlow, does not fsync.
     """
 
-    def __init__(self, prefix: str, *, endianness: int = LITTLE) -> None:
+    def __init__(self, prefix: str, *, endianness: int = LITTLE, fsync: bool = False) -> None:
         if endianness not in (LITTLE, BIG):
             raise InvalidArgumentError(
                 f"endianness must be LITTLE (0) or BIG (1), not {endianness}"
             )
         self.prefix = os.fspath(prefix)
         self.endianness = endianness
+        self.fsync = bool(fsync)
         parent = os.path.dirname(self.prefix)
         if parent:
             os.makedirs(parent, exist_ok=True)
         token = secrets.randbits(63)
         self._data_path = data_filename(self.prefix, 0, 1)
-        self._tmp_data_path = f"{self._data_path}.tempstate{token}"
-        self._tmp_index_path = f"{index_filename(self.prefix)}.tempstate{token}"
-        self._file = open(self._tmp_data_path, "wb")
+        self._tmp_data_path = f"{self._data_path}{TEMPSTATE}{token}"
+        self._tmp_index_path = f"{index_filename(self.prefix)}{TEMPSTATE}{token}"
+        self._data_temp = TemporaryFile(self._tmp_data_path)
+        self._index_temp: TemporaryFile | None = None
+        self._file = self._data_temp.file
         self._offset = 0
         self._entries: dict[bytes, BundleEntry] = {}
         self._finished = False
@@ -220,40 +231,105 @@ class BundleWriter:
 
     # -- finishing --------------------------------------------------------
     def finish(self) -> None:
-        """Close the data file and write the index (TF's ``BundleWriter::Finish``).
+        """Write the index and put both files in place (TF's ``BundleWriter::Finish``).
 
-        The data file is renamed into place before the index is written
-        (rules F-WR-3, F-WR-4).
+        The index goes to its temporary name first; then, under the directory
+        lock, an old index is removed and the data file and the index are
+        renamed, data first (rules F-WR-3, F-WR-4, S-AT-1, S-AT-2).
         """
         self._check_open()
         self._finished = True
         try:
-            self._file.close()
-            os.replace(self._tmp_data_path, self._data_path)
             header = BundleHeader(num_shards=1, endianness=self.endianness)
             items = [(b"", encode_header(header))]
             items.extend((k, encode_entry(self._entries[k])) for k in sorted(self._entries))
-            with open(self._tmp_index_path, "wb") as f:
-                f.write(encode_table(items))
-            os.replace(self._tmp_index_path, index_filename(self.prefix))
+            index = self._index_temp = TemporaryFile(self._tmp_index_path)
+            index.file.write(encode_table(items))
+            self._data_temp.sync(self.fsync)
+            index.sync(self.fsync)
+            index_path = index_filename(self.prefix)
+            install(
+                [(self._tmp_data_path, self._data_path), (self._tmp_index_path, index_path)],
+                directory=os.path.dirname(self.prefix) or os.curdir,
+                fsync=self.fsync,
+                replaces_index=index_path,
+                temporaries=(self._data_temp, index),
+            )
         except BaseException:
             self._remove_temporaries()
             raise
 
     def abort(self) -> None:
         """Discard everything written so far."""
-        if not self._finished:
-            self._finished = True
-            self._file.close()
+        self._finished = True
         self._remove_temporaries()
 
     def _remove_temporaries(self) -> None:
-        for path in (self._tmp_data_path, self._tmp_index_path):
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        for temporary in (self._data_temp, self._index_temp):
+            if temporary is not None:
+                temporary.discard()
 
     def _check_open(self) -> None:
         if self._finished:
             raise FailedPreconditionError(f"bundle writer for {self.prefix!r} is already finished")
+
+    # -- streaming ----------------------------------------------------------
+    def add_chunks(
+        self, key: str | bytes, dtype: Any, shape: tuple[int, ...], chunks: Any
+    ) -> BundleEntry:
+        """Append a fixed-width tensor that arrives as pieces, never holding it whole.
+
+        ``chunks`` is an iterable of arrays whose elements, taken in turn and
+        each in C order, are the tensor's elements in C order; each piece is
+        converted to ``dtype`` as :meth:`add` converts its tensor. The bytes go
+        straight to the data file and the entry's CRC-32C is extended piece by
+        piece, so the entry is the one :meth:`add` would write for the whole
+        tensor (rules F-WR-1, F-CRC-3). Strings have no fixed width: use :meth:`add`.
+
+        Pieces holding more or fewer elements than ``shape`` needs raise
+        :class:`InvalidArgumentError`; then, or when ``chunks`` itself raises,
+        the bytes already written stay in the data file without an entry, so
+        abort the writer (leaving a ``with`` block by the exception does).
+        """
+        from .crc import crc32c  # the running checksum across pieces
+
+        self._check_open()
+        kb = key_bytes(key)
+        if kb in self._entries:
+            raise AlreadyExistsError("Adding duplicate key", key=kb)
+        if kb == b"":
+            raise InvalidArgumentError("the empty key is reserved for the bundle header")
+        row = info(dtype)
+        if row.is_variable_width:
+            raise InvalidArgumentError(f"{row.name} tensors cannot be streamed; use add()", key=kb)
+        dims = tuple(int(d) for d in shape)
+        if any(d < 0 for d in dims):
+            raise InvalidArgumentError(f"negative dimension in shape {list(dims)}", key=kb)
+        expected = int(np.prod(dims, dtype=object)) * row.itemsize
+        swap = row.swap_width if self.endianness == BIG else 0
+        offset, written, crc = self._offset, 0, 0
+        try:
+            for chunk in chunks:
+                array, _ = as_tensor(chunk, row.enum)
+                flat = np.ascontiguousarray(array).reshape(-1)
+                if swap:  # what a big-endian host has in memory (F-WR-6)
+                    flat = flat.view(f"u{swap}").byteswap().view(flat.dtype)
+                raw = flat.view(np.uint8)
+                if written + raw.nbytes > expected:
+                    raise InvalidArgumentError(
+                        f"pieces hold more than the {expected} bytes of shape {list(dims)}", key=kb
+                    )
+                crc = crc32c(raw, crc)
+                self._file.write(raw.data)
+                written += raw.nbytes
+        finally:
+            self._offset += written  # later entries stay right even if this one fails
+        if written != expected:
+            raise InvalidArgumentError(
+                f"pieces hold {written} bytes; shape {list(dims)} needs {expected}", key=kb
+            )
+        entry = BundleEntry(
+            dtype=row.enum, shape=dims, shard_id=0, offset=offset, size=expected, crc32c=mask(crc)
+        )
+        self._entries[kb] = entry
+        return entry

@@ -6,22 +6,28 @@
     part-1.index + part-1.data-00000-of-00001 ─┼─> dest.index
     part-2.index + part-2.data-00000-of-00001 ─┘   dest.data-0000{0,1,2}-of-00003
 
-Data files are renamed, never copied. Inputs are taken in the order given;
-each data file that holds an entry gets the next global shard id the first
-time one of its entries is seen, in key order within each input. Entries of
-the same partitioned tensor coming from several inputs have their
-``slices`` lists concatenated. The merged header's ``num_shards`` is the sum
-of the inputs' ``num_shards``.
+Data files are renamed, never copied, together with the merged index under
+the destination directory's lock: an old index of the destination is
+removed first, then the data files and the index are renamed, so an index
+never describes data files of another version (rule S-AT-1). With
+``fsync=True`` the inputs' data files and the new index are fsynced before
+the renames and the directory after them (rule S-AT-2).
+
+Inputs are taken in the order given; each data file that holds an entry
+gets the next global shard id the first time one of its entries is seen, in
+key order within each input. Entries of the same partitioned tensor coming
+from several inputs have their ``slices`` lists concatenated. The merged
+header's ``num_shards`` is the sum of the inputs' ``num_shards``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Sequence
 
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .bundle_reader import BundleReader
+from .durable import TemporaryFile, fsync_path, install, temporary_name
 from .messages import BundleEntry, BundleHeader, encode_entry, encode_header
 from .naming import data_filename, index_filename
 from .table import encode_table
@@ -35,8 +41,9 @@ def merge_bundles(
     *,
     allow_missing_files: bool = False,
     delete_old_dirs: bool = True,
+    fsync: bool = False,
 ) -> None:
-    """Merge the bundles at ``prefixes`` into ``merged_prefix``."""
+    """Merge the bundles at ``prefixes`` into ``merged_prefix`` (``fsync``: rule S-AT-3)."""
     merged_prefix = os.fspath(merged_prefix)
     parent = os.path.dirname(merged_prefix)
     if parent:
@@ -79,19 +86,17 @@ def merge_bundles(
 
     assert first_header is not None
     num_files = len(file_ids)
-    for source, shard_id in file_ids.items():
-        os.replace(source, data_filename(merged_prefix, shard_id, num_files))
-
+    renames = [
+        (source, data_filename(merged_prefix, shard_id, num_files))
+        for source, shard_id in file_ids.items()
+    ]
     header = BundleHeader(
         num_shards=total_shards, endianness=first_header.endianness, version=first_header.version
     )
     items = [(b"", encode_header(header))]
     items.extend((key, encode_entry(merged[key])) for key in sorted(merged))
     index_path = index_filename(merged_prefix)
-    tmp_path = f"{index_path}.tempstate{secrets.randbits(63)}"
-    with open(tmp_path, "wb") as f:
-        f.write(encode_table(items))
-    os.replace(tmp_path, index_path)
+    _write_merged(index_path, encode_table(items), renames, parent or os.curdir, fsync)
 
     merged_dir = os.path.dirname(os.path.abspath(merged_prefix))
     for prefix in present:
@@ -107,6 +112,33 @@ def merge_bundles(
                     os.rmdir(directory)  # only when empty, as TF's non-recursive DeleteDir
                 except OSError:
                     pass
+
+
+def _write_merged(
+    index_path: str,
+    table: bytes,
+    renames: list[tuple[str, str]],
+    directory: str,
+    fsync: bool,
+) -> None:
+    """Steps 5 and 6 of F-MG-1, as one commit (rules S-AT-1, S-AT-2)."""
+    index = TemporaryFile(temporary_name(index_path))
+    try:
+        index.file.write(table)
+        index.sync(fsync)
+        if fsync:
+            for source, _ in renames:
+                fsync_path(source)
+        install(
+            [*renames, (index.path, index_path)],
+            directory=directory,
+            fsync=fsync,
+            replaces_index=index_path,
+            temporaries=(index,),
+        )
+    except BaseException:
+        index.discard()
+        raise
 
 
 def _merge_entry(

@@ -1,0 +1,267 @@
+"""Crash-safe files: temporaries, fsync, renames into place, cleaning (rules S-AT-*, S-TP-*).
+
+::
+
+    write                       fsync (optional)     commit, under the directory lock
+    P.data-00000-of-00001.tempstate<N> --+           1. remove an old P.index
+    P.index.tempstate<N> ----------------+-------->  2. rename the data files into place
+                                                     3. rename P.index.tempstate<N> to P.index
+                                                     4. fsync the directory (optional)
+
+A file is first written under a temporary name (S-TP-1) and held with
+``flock`` while it is open, which marks it *live*: the cleaner that runs at
+the start of every checkpoint save (S-TP-2) removes only temporaries that no
+live writer holds. Contents are flushed and, when asked, fsynced before the
+rename, and the directory is fsynced after it, so that after a power loss
+the name never points at missing bytes and the rename itself is not lost
+(S-AT-2). Removing the old index first means an index never describes data
+files of another version (S-AT-1).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
+
+from .dirlock import UNSUPPORTED_LOCK_ERRNOS, directory_lock, fcntl, open_directory
+
+__all__ = [
+    "TemporaryFile",
+    "temporary_name",
+    "install",
+    "fsync_directory",
+    "fsync_path",
+    "is_temporary_name",
+    "remove_stale_temporaries",
+    "TEMPSTATE",
+    "SHARDED_TEMP_SUFFIX",
+]
+
+#: Suffix of a bundle file's temporary name: ``P.index.tempstate<N>`` (TF's, rule S-TP-1).
+TEMPSTATE = ".tempstate"
+#: Suffix of the directory a sharded (DTensor) save writes its per-device bundles into.
+SHARDED_TEMP_SUFFIX = "_temp"
+
+# Rule S-TP-1: the names of temporaries, and nothing else, are what the cleaner may touch.
+_BUNDLE_TEMP = re.compile(r".+\.(?:index|data-\d{5,}-of-\d{5,})\.tempstate\d+")
+_STATE_TEMP = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
+_PART_FILE = re.compile(
+    r"part-\d{5,}-of-\d{5,}(?:_dev-\d+-of-\d+)?\.(?:index|data-\d{5,}-of-\d{5,})"
+    r"(?:\.tempstate\d+)?"
+)
+_CREATE_ATTEMPTS = 3
+
+
+def temporary_name(path: str) -> str:
+    """``path.tempstate<N>`` with ``N`` a random 63-bit number, as TensorFlow names them."""
+    return f"{path}{TEMPSTATE}{secrets.randbits(63)}"
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether a file name (no directory) is one of the temporaries of rule S-TP-1."""
+    return bool(_BUNDLE_TEMP.fullmatch(name) or _STATE_TEMP.fullmatch(name))
+
+
+class TemporaryFile:
+    """A new file under a temporary name, locked while open so cleaners leave it alone.
+
+    ``file`` is a buffered binary file to write to. :meth:`sync` flushes it
+    (and fsyncs it when asked) but keeps it open and locked; :func:`install`
+    closes it under the directory lock just before renaming it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file: BinaryIO = os.fdopen(_create_locked(path), "wb")
+
+    def sync(self, fsync: bool) -> None:
+        """Push the written bytes to the OS and, with ``fsync``, to the disk."""
+        self.file.flush()
+        if fsync:
+            os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        self.file.close()
+
+    def discard(self) -> None:
+        """Close and remove the file, whatever state it is in."""
+        try:
+            self.file.close()
+        except OSError:
+            pass  # a failed flush of bytes that are being thrown away
+        _remove_if_present(self.path)
+
+
+def _create_locked(path: str) -> int:
+    """Create ``path`` exclusively and flock it; retried if a cleaner removed it meanwhile."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(_CREATE_ATTEMPTS):
+        fd = os.open(path, flags, 0o666)
+        if fcntl is None:  # pragma: no cover - Windows: an open file cannot be removed
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED_LOCK_ERRNOS:
+                return fd  # cleaners cannot lock it either, so they leave it alone
+            os.close(fd)
+            raise
+        # A cleaner may have locked and removed the file between open and flock.
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)
+    raise FileExistsError(errno.EEXIST, "temporary file keeps being removed", path)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
+def _remove_if_present(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def fsync_path(path: str) -> None:
+    """fsync a file that is already written and closed (the inputs of a merge)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(directory: str) -> None:
+    """Make the renames and removals inside ``directory`` durable (rule S-AT-2)."""
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened; NTFS journals renames
+        return
+    fd = open_directory(directory or os.curdir)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: this filesystem does not sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+def install(
+    renames: Sequence[tuple[str, str]],
+    *,
+    directory: str,
+    fsync: bool,
+    replaces_index: str | None = None,
+    temporaries: Iterable[TemporaryFile] = (),
+    keep_on_failure: bool = False,
+) -> None:
+    """Rename finished files into place under the directory lock (rule S-AT-1).
+
+    ``replaces_index`` (the ``.index`` the renames will write) is removed
+    first, so that while data files are replaced no index describes them.
+    The renames run in the order given: data files first, the index last.
+    If any step fails, the files already renamed are removed again, the last
+    renamed first (the index before its data), unless ``keep_on_failure``.
+    """
+    with directory_lock(directory):
+        for temporary in temporaries:
+            temporary.close()  # releases its flock; the directory lock keeps cleaners out
+        done: list[str] = []
+        try:
+            if replaces_index is not None:
+                _remove_if_present(replaces_index)
+            for source, target in renames:
+                os.replace(source, target)
+                done.append(target)
+            if fsync:
+                fsync_directory(directory)
+        except BaseException:
+            if not keep_on_failure:
+                for target in reversed(done):
+                    try:
+                        _remove_if_present(target)
+                    except OSError:
+                        pass
+            raise
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Remove the temporaries in ``directory`` that no live writer holds (rule S-TP-2).
+
+    Call it under the directory lock. Only regular files named as rule S-TP-1
+    says are removed, and ``<prefix>_temp`` directories whose every entry is a
+    per-device part file; symbolic links are never followed or removed.
+    Returns the paths removed.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory or os.curdir))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if entry.is_symlink():
+            continue
+        if is_temporary_name(entry.name) and entry.is_file(follow_symlinks=False):
+            if _remove_if_stale(entry.path):
+                removed.append(entry.path)
+        elif entry.name.endswith(SHARDED_TEMP_SUFFIX) and entry.is_dir(follow_symlinks=False):
+            removed.extend(_remove_stale_sharded_dir(entry.path))
+    return removed
+
+
+def _remove_stale_sharded_dir(path: str) -> list[str]:
+    """Remove a leftover ``<prefix>_temp`` directory if everything in it is a part file."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            return []
+        if not _PART_FILE.fullmatch(entry.name):
+            return []
+    removed = [entry.path for entry in entries if _remove_if_stale(entry.path)]
+    if len(removed) == len(entries):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return removed
+        removed.append(path)
+    return removed
+
+
+def _remove_if_stale(path: str) -> bool:
+    """Remove ``path`` unless a live writer holds its flock; whether it was removed."""
+    if fcntl is None:  # pragma: no cover - Windows refuses to remove a file a writer has open
+        try:
+            os.remove(path)
+        except OSError:
+            return False
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held by a live writer, or locks are unsupported: leave it
+        if not _same_file(fd, path):
+            return False
+        os.remove(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

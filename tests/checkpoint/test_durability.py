@@ -1,0 +1,424 @@
+"""Crash-safe Checkpoint-level saves: fsync switch and order, lock, cleaning, hostile state files.
+
+Rules S-AT-*, S-ST-1, S-MG-*, S-LK-*, S-TP-* (spec/durability.md). The SIGKILL loop is in
+``test_crash.py``, the fault injection in ``test_faults.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dtckpt
+import dtckpt.checkpoint.checkpoint as checkpoint_module
+import dtckpt.checkpoint.state as state_module
+from dtckpt.checkpoint.state import (
+    CheckpointState,
+    format_checkpoint_state,
+    get_checkpoint_state,
+    update_checkpoint_state,
+)
+from dtckpt.format.bundle_writer import BundleWriter
+from tests.stress.crash_workloads import MODES, Workload, leftovers
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HEX32 = "0123456789abcdef" * 2
+DATA = ".data-00000-of-00001"
+
+
+def small_checkpoint(value: float = 1.0) -> dtckpt.Checkpoint:
+    model = dtckpt.Module(name="m")
+    model.w = dtckpt.Variable(np.full((3, 4), value, np.float32), name="w")
+    return dtckpt.Checkpoint(model=model)
+
+
+def restored_value(prefix: str, saved: bool = False) -> float:
+    """The value of ``w``, read back with every checkpoint value consumed."""
+    fresh = small_checkpoint(0.0)
+    (fresh.restore if saved else fresh.read)(prefix).assert_consumed()
+    values = set(fresh.model.w.numpy().reshape(-1).tolist())
+    assert len(values) == 1, values
+    return float(values.pop())
+
+
+def flock_is_free(directory: str) -> bool:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The descriptors passed to ``os.fsync``, in order."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    yield calls
+
+
+# -- the fsync switch (rule S-AT-3) ---------------------------------------------------------
+
+
+def test_experimental_fsync_option() -> None:
+    options = dtckpt.CheckpointOptions()
+    assert options.experimental_fsync is True
+    off = dtckpt.CheckpointOptions(experimental_fsync=False)
+    assert off.experimental_fsync is False and "experimental_fsync=False" in repr(off)
+    assert copy.copy(off).experimental_fsync is False
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_checkpoint_save_fsyncs_unless_switched_off(
+    mode: str, tmp_path: pathlib.Path, fsyncs: list[int]
+) -> None:
+    workload = Workload(mode, str(tmp_path), rows=4)
+    workload.save_next()
+    workload.sync()
+    assert len(fsyncs) >= 5  # data, index, directory, state file, directory
+    fsyncs.clear()
+    path = workload.save_next(experimental_fsync=False)
+    workload.sync()
+    assert fsyncs == []
+    assert workload.check(path)[1] == 2
+
+
+def test_write_fsyncs_too(tmp_path: pathlib.Path, fsyncs: list[int]) -> None:
+    small_checkpoint().write(str(tmp_path / "w"))
+    assert len(fsyncs) == 3  # data, index, directory; no state file
+    fsyncs.clear()
+    options = dtckpt.CheckpointOptions(experimental_fsync=False)
+    small_checkpoint().write(str(tmp_path / "w"), options=options)
+    assert fsyncs == []
+
+
+def test_state_file_fsync_keyword(tmp_path: pathlib.Path, fsyncs: list[int]) -> None:
+    update_checkpoint_state(str(tmp_path), str(tmp_path / "ckpt-1"))
+    assert len(fsyncs) == 2  # the file, then the directory
+    fsyncs.clear()
+    update_checkpoint_state(str(tmp_path), str(tmp_path / "ckpt-2"), fsync=False)
+    assert fsyncs == []
+    state = get_checkpoint_state(str(tmp_path))
+    assert state is not None and state.model_checkpoint_path == str(tmp_path / "ckpt-2")
+    assert os.listdir(tmp_path) == ["checkpoint"]
+
+
+# -- order: bundle, then state file, then deletions (rules S-ST-1, S-MG-1) --------------
+
+
+@pytest.fixture
+def trace(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """fsyncs (by path), renames (by target) and removals, in order."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_remove = os.fsync, os.replace, os.remove
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        real_replace(source, target)
+        events.append(("renamed", os.path.basename(target)))
+
+    def remove(path: str) -> None:
+        real_remove(path)
+        events.append(("removed", os.path.basename(path)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "remove", remove)
+    yield events
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/fd")
+def test_manager_save_order(tmp_path: pathlib.Path, trace: list[tuple[str, str]]) -> None:
+    run = tmp_path / "run"
+    manager = dtckpt.CheckpointManager(small_checkpoint(), str(run), max_to_keep=1)
+    manager.save()
+    trace.clear()
+    manager.save()
+    kinds = [(kind, name.split(".tempstate")[0].split(".tmp")[0]) for kind, name in trace]
+    assert kinds == [
+        ("fsync", "ckpt-2" + DATA),
+        ("fsync", "ckpt-2.index"),
+        ("renamed", "ckpt-2" + DATA),
+        ("renamed", "ckpt-2.index"),
+        ("fsync", "run"),  # the bundle is durable ...
+        ("fsync", "checkpoint"),
+        ("renamed", "checkpoint"),
+        ("fsync", "run"),  # ... before the state file names it, which is durable ...
+        ("removed", "ckpt-1.index"),  # ... before anything is deleted, index first
+        ("removed", "ckpt-1" + DATA),
+        ("fsync", "checkpoint"),
+        ("renamed", "checkpoint"),
+        ("fsync", "run"),
+    ]
+
+
+def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    clean, write_state = (
+        checkpoint_module.remove_stale_temporaries,
+        state_module.write_checkpoint_state,
+    )
+
+    def watched_clean(directory: str) -> list[str]:
+        seen.append(("cleaning", flock_is_free(directory)))
+        return clean(directory)
+
+    def watched_state(save_dir: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(("state", flock_is_free(save_dir)))
+        return write_state(save_dir, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint_module, "remove_stale_temporaries", watched_clean)
+    monkeypatch.setattr(state_module, "write_checkpoint_state", watched_state)
+    options = dtckpt.CheckpointOptions(
+        experimental_write_callbacks=[
+            lambda: seen.append(("callback", flock_is_free(str(tmp_path))))
+        ]
+    )
+    small_checkpoint().save(str(tmp_path / "ckpt"), options=options)
+    assert seen == [("cleaning", False), ("state", False), ("callback", True)]
+
+
+# -- overwrites are whole (rules S-AT-1, S-LK-2) ----------------------------------------------
+
+
+def test_overwriting_a_prefix_replaces_it_whole(tmp_path: pathlib.Path) -> None:
+    prefix = str(tmp_path / "model")
+    small_checkpoint(1.0).write(prefix)
+    small_checkpoint(2.0).write(prefix)
+    assert restored_value(prefix) == 2.0
+    assert sorted(os.listdir(tmp_path)) == ["model" + DATA, "model.index"]
+
+
+def test_interrupted_overwrite_leaves_nothing_rather_than_a_mix(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = str(tmp_path / "model")
+    small_checkpoint(1.0).write(prefix)
+    real = os.replace
+
+    def index_rename_fails(source: str, target: str) -> None:
+        if target.endswith(".index"):
+            raise OSError(28, "No space left on device")
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", index_rename_fails)
+    with pytest.raises(OSError):
+        small_checkpoint(2.0).write(prefix)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(dtckpt.errors.NotFoundError):
+        dtckpt.load_checkpoint(prefix)
+
+
+def test_dtensor_save_over_a_plain_one_at_the_same_prefix(tmp_path: pathlib.Path) -> None:
+    plain = Workload("plain", str(tmp_path / "a"), rows=8)
+    sharded = Workload("dtensor", str(tmp_path / "a"), rows=8)
+    plain.save_next()
+    path = sharded.save_next()  # ckpt-1 again, now with eight data files
+    assert sharded.check(path) == (0, 1)
+    assert dtckpt.latest_checkpoint(str(tmp_path / "a")) == path
+
+
+# -- cleaning and readers (rules S-TP-1, S-TP-2) -------------------------------------------
+
+
+def _litter(directory: pathlib.Path) -> set[str]:
+    """Temporaries a crashed save would leave, and bystanders that must stay."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ckpt-7.index.tempstate1").write_bytes(b"\x00garbage")
+    (directory / ("ckpt-7" + DATA + ".tempstate1")).write_bytes(b"garbage")
+    (directory / f"checkpoint.tmp{HEX32}").write_text('model_checkpoint_path: "ckpt-7"\n')
+    (directory / "ckpt-8_temp").mkdir()
+    (directory / "ckpt-8_temp" / "part-00000-of-00001_dev-0-of-8.index").write_bytes(b"x")
+    bystanders = {"notes.txt", "ckpt-7.index.tempstate", "checkpoint.tmp", "other_temp"}
+    for name in bystanders - {"other_temp"}:
+        (directory / name).write_bytes(b"keep")
+    (directory / "other_temp").mkdir()
+    (directory / "other_temp" / "data.bin").write_bytes(b"keep")
+    return bystanders
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_next_save_removes_leftovers_and_nothing_else(
+    mode: str, tmp_path: pathlib.Path
+) -> None:
+    bystanders = _litter(tmp_path)
+    workload = Workload(mode, str(tmp_path), rows=4)
+    path = workload.save_next()
+    workload.sync()
+    assert leftovers(str(tmp_path)) == {"other_temp"}  # not ours: it holds a foreign file
+    names = set(os.listdir(tmp_path))
+    assert bystanders <= names
+    assert (tmp_path / "other_temp" / "data.bin").read_bytes() == b"keep"
+    assert workload.check(path)[1] == 1
+
+
+def test_readers_ignore_leftovers(tmp_path: pathlib.Path) -> None:
+    small_checkpoint(3.0).save(str(tmp_path / "ckpt"))
+    _litter(tmp_path)
+    assert dtckpt.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-1")
+    assert dtckpt.list_variables(str(tmp_path))[0][0] == "_CHECKPOINTABLE_OBJECT_GRAPH"
+    assert restored_value(str(tmp_path / "ckpt-1"), saved=True) == 3.0
+
+
+def test_a_live_writers_temporaries_survive_cleaning(tmp_path: pathlib.Path) -> None:
+    writer = BundleWriter(str(tmp_path / "raw"))
+    writer.add("x", np.arange(5))
+    small_checkpoint().save(str(tmp_path / "ckpt"))  # cleans tmp_path
+    writer.finish()
+    assert dtckpt.load_checkpoint(str(tmp_path / "raw")).get_tensor("x").tolist() == list(range(5))
+
+
+_RAW_WRITER = """
+import sys
+import numpy as np
+from dtckpt.format.bundle_writer import BundleWriter
+writer = BundleWriter(sys.argv[1])
+writer.add("x", np.arange(6))
+print("writing", flush=True)
+sys.stdin.readline()
+writer.finish()
+"""
+
+
+def test_another_processes_live_temporaries_survive_cleaning(tmp_path: pathlib.Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RAW_WRITER, str(tmp_path / "raw")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert child.stdout is not None and child.stdout.readline() == "writing\n"
+    live = leftovers(str(tmp_path))
+    assert len(live) == 1  # the writer's data file, still being written
+    small_checkpoint().save(str(tmp_path / "ckpt"))  # cleans tmp_path
+    assert leftovers(str(tmp_path)) == live
+    child.communicate("\n")
+    assert child.returncode == 0
+    assert dtckpt.load_checkpoint(str(tmp_path / "raw")).get_tensor("x").tolist() == list(range(6))
+    assert leftovers(str(tmp_path)) == set()
+
+
+# -- hostile state files (rule S-MG-2) ------------------------------------------------------
+
+
+def _snapshot(root: pathlib.Path) -> dict[str, bytes | str]:
+    out: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            out[key] = "-> " + os.readlink(path)
+        elif path.is_file():
+            out[key] = path.read_bytes()
+        else:
+            out[key] = "dir"
+    return out
+
+
+def _hostile_directory(tmp_path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    for name in ("victim", "sub/victim", "ckpt-9"):
+        (outside / f"{name}.index").write_bytes(b"precious")
+        (outside / f"{name}{DATA}").write_bytes(b"precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "link").symlink_to(outside, target_is_directory=True)
+    (run / "ckpt-9.index").symlink_to(outside / "ckpt-9.index")  # a link to a file outside
+    (run / ("ckpt-9" + DATA)).symlink_to(outside / ("ckpt-9" + DATA))
+    (run / "ckpt-8.index").mkdir()  # a directory with a checkpoint file's name
+    return run, outside
+
+
+HOSTILE = [
+    "../outside/victim",
+    "link/victim",
+    "link/sub/victim",
+    "sub/../../outside/victim",
+    "ckpt-9",
+    "ckpt-8",
+    "",
+    ".",
+    "..",
+    "bad\x00name",
+    "link/../../outside/sub/victim",
+]
+
+
+def test_hostile_state_file_cannot_make_the_manager_delete_outside(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run, outside = _hostile_directory(tmp_path)
+    paths = [*HOSTILE, str(outside / "victim"), str(outside / "sub" / "victim")]
+    state = CheckpointState("ckpt-9", paths, [100.0 + i for i in range(len(paths))], 99.0)
+    (run / "checkpoint").write_text(format_checkpoint_state(state))
+    before_outside = _snapshot(outside)
+    before_run = _snapshot(run)
+    ckpt = small_checkpoint(5.0)
+    manager = dtckpt.CheckpointManager(ckpt, str(run), max_to_keep=1)
+    with caplog.at_level(logging.WARNING, logger="dtckpt"):
+        manager.save()
+        manager.save()
+    assert _snapshot(outside) == before_outside
+    after = _snapshot(run)
+    for name, value in before_run.items():
+        if name != "checkpoint":
+            assert after[name] == value, name  # links and the directory are still there
+    assert "not a regular file" in caplog.text
+    assert restored_value(str(run / "ckpt-2"), saved=True) == 5.0
+    assert manager.checkpoints == [str(run / "ckpt-2")]
+
+
+_COMPONENT = st.sampled_from(
+    ["..", ".", "link", "sub", "victim", "ckpt-9", "ckpt-8", "outside", ""]
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    relative=st.lists(
+        st.lists(_COMPONENT, min_size=1, max_size=5).map("/".join), min_size=1, max_size=4
+    ),
+    absolute=st.booleans(),
+)
+def test_no_listed_path_reaches_outside(
+    relative: list[str], absolute: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = tmp_path_factory.mktemp("hostile")
+    run, outside = _hostile_directory(base)
+    paths = [str(run / p) if absolute else p for p in relative]
+    state = CheckpointState("ckpt-7", paths, [100.0 + i for i in range(len(paths))], 99.0)
+    (run / "checkpoint").write_text(format_checkpoint_state(state))
+    before = _snapshot(outside)
+    manager = dtckpt.CheckpointManager(small_checkpoint(), str(run), max_to_keep=1)
+    manager.save()
+    assert _snapshot(outside) == before
+    assert os.path.islink(run / "ckpt-9.index") and os.path.isdir(run / "ckpt-8.index")
