@@ -5,6 +5,14 @@
 checkpoint's object graph to the live objects; ``restore`` = ``read`` plus
 SavedModel directories and the ``save_counter``. Source:
 ``tensorflow/python/checkpoint/checkpoint.py``.
+
+Every write is crash-safe (spec/durability.md): it holds the directory lock
+from start to end (rule S-LK-1), first removes the temporaries that crashed
+saves left behind (rule S-TP-2), writes the bundle atomically (rule S-AT-1),
+fsynced unless ``CheckpointOptions(experimental_fsync=False)`` (rule S-AT-3),
+and only then replaces the state file (rule S-ST-1). The write callbacks run
+after the lock is released. Rule S-CR-1 lists what an interruption at each
+step leaves behind.
 """
 
 from __future__ import annotations
@@ -17,14 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from ..archive.paths import split_archive_path
 from ..errors import DataLossError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
+from ..format.dirlock import directory_lock
+from ..format.durable import remove_stale_temporaries
 from ..format.object_graph import decode_object_graph, encode_object_graph
 from ..pools import pool
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
+from .reader import open_bundle, resolve_checkpoint_path
 from .restore import (
     CheckpointLoadStatus,
     CheckpointPosition,
@@ -148,9 +160,13 @@ class Checkpoint(AutoTrackable):
         counter = self.save_counter
         counter.assign_add(1)
         path = f"{os.fspath(file_prefix)}-{int(counter.numpy())}"
+        fsync = options.experimental_fsync
 
         def record(saved: str) -> None:
-            update_checkpoint_state(os.path.dirname(os.fspath(file_prefix)), saved, [saved])
+            # Runs under the directory lock, once the bundle is in place (rule S-ST-1).
+            update_checkpoint_state(
+                os.path.dirname(os.fspath(file_prefix)), saved, [saved], fsync=fsync
+            )
 
         return self._write(path, options, record)
 
@@ -163,7 +179,15 @@ class Checkpoint(AutoTrackable):
         if options.enable_async:
             # The values are copied now; the files are written in the background.
             tensors = [(key, _snapshot(value)) for key, value in tensors]
-        job = _WriteJob(path, tensors, graph_bytes, after, callbacks, self._regular_on_device_zero)
+        job = _WriteJob(
+            path,
+            tensors,
+            graph_bytes,
+            after,
+            callbacks,
+            self._regular_on_device_zero,
+            options.experimental_fsync,
+        )
         if options.enable_async:
             object.__setattr__(self, "_self_pending", pool("async").submit(job.run))
         else:
@@ -186,13 +210,16 @@ class Checkpoint(AutoTrackable):
         self._wait()
         options = options or CheckpointOptions()
         path = os.fspath(save_path)
-        if not os.path.exists(path + ".index"):
+        in_archive = split_archive_path(path) is not None  # read in place (rule A-RD-2)
+        if in_archive:
+            path = resolve_checkpoint_path(path)
+        elif not os.path.exists(path + ".index"):
             raise NotFoundError(
                 f"Failed to restore from checkpoint: no checkpoint at {path!r} "
                 f"({path}.index does not exist)",
                 path=path,
             )
-        reader = BundleReader(path)
+        reader = open_bundle(path)
         if OBJECT_GRAPH_PROTO_KEY not in reader:
             return self._restore_by_name(reader)
         value = reader.read(OBJECT_GRAPH_PROTO_KEY)
@@ -270,35 +297,43 @@ class _WriteJob:
         after: Any,
         callbacks: list[Any],
         regular_on_device_zero: bool,
+        fsync: bool,
     ) -> None:
         self.path, self.tensors, self.graph_bytes = path, tensors, graph_bytes
         self.after, self.callbacks = after, callbacks
         self.regular_on_device_zero = regular_on_device_zero
+        self.fsync = fsync
 
     def run(self) -> None:
-        if any(_is_sharded(value) for _, value in self.tensors):
-            # DTensors: one bundle per device, merged (dtckpt.dtensor, rule D-CK-1).
-            from ..dtensor.checkpoint import write_sharded
+        directory = os.path.dirname(self.path) or os.curdir
+        os.makedirs(directory, exist_ok=True)
+        with directory_lock(directory):  # the whole save, rule S-LK-1
+            remove_stale_temporaries(directory)  # rule S-TP-2
+            if any(_is_sharded(value) for _, value in self.tensors):
+                # DTensors: one bundle per device, merged (dtckpt.dtensor, rule D-CK-1).
+                from ..dtensor.checkpoint import write_sharded
 
-            write_sharded(
-                self.path,
-                self.tensors,
-                self.graph_bytes,
-                regular_on_device_zero=self.regular_on_device_zero,
-            )
-        else:
-            self._write_single()
-        self._finish()
+                write_sharded(
+                    self.path,
+                    self.tensors,
+                    self.graph_bytes,
+                    regular_on_device_zero=self.regular_on_device_zero,
+                    fsync=self.fsync,
+                )
+            else:
+                self._write_single()
+            if self.after is not None:
+                self.after(self.path)  # the state file, manager deletions: still locked
+        self._run_callbacks()
 
     def _write_single(self) -> None:
-        with BundleWriter(self.path) as writer:  # rule O-GR-5: the object graph last
+        # Rule O-GR-5: the object graph last.
+        with BundleWriter(self.path, fsync=self.fsync) as writer:
             for key, value in self.tensors:
                 writer.add(key, value)
             writer.add(OBJECT_GRAPH_PROTO_KEY, np.array(self.graph_bytes, dtype=object))
 
-    def _finish(self) -> None:
-        if self.after is not None:
-            self.after(self.path)
+    def _run_callbacks(self) -> None:
         for callback in self.callbacks:
             if inspect.signature(callback).parameters:
                 callback(self.path)

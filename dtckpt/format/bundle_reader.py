@@ -15,6 +15,10 @@ Everything read from the index is validated before it is used to open,
 seek or allocate: shard ids against ``num_shards``, offsets and sizes against
 the real file size, shapes against the entry size. A damaged file raises a
 :mod:`dtckpt.errors` exception naming the file, the key and the byte offset.
+
+The files come from a :class:`~dtckpt.format.streams.BundleSource`: the file
+system by default, or the member files of an archive, read in place (rule
+A-RD-2), whose reader's prefix is then ``ARCHIVE::PREFIX``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slices import full_slice, intersect, resolve
-from .streams import read_into, read_into_with_crc32c
+from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
 
 __all__ = ["BundleReader"]
@@ -62,30 +66,37 @@ class BundleReader:
     ``mmap=True`` selects the zero-copy mode: whole-tensor reads return
     read-only arrays over memory-mapped data files (checksums are still
     verified on every read).
+
+    ``source`` says where the files named after ``prefix`` come from: the file
+    system by default, or a :class:`~dtckpt.format.streams.BundleSource` such
+    as an archive (:mod:`dtckpt.archive`). The reader closes its source when it
+    is closed. A source whose files cannot be memory-mapped still honours
+    ``mmap=True`` with read-only arrays, decoded into memory.
     """
 
-    def __init__(self, prefix: str, *, mmap: bool = False) -> None:
+    def __init__(
+        self, prefix: str, *, mmap: bool = False, source: BundleSource | None = None
+    ) -> None:
         self.prefix = os.fspath(prefix)
         self.index_path = index_filename(self.prefix)
         self.use_mmap = mmap
-        try:
-            with open(self.index_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"no checkpoint at prefix {self.prefix!r} ({self.index_path} does not exist)",
-                path=self.index_path,
-            ) from None
-        except IsADirectoryError:
-            raise NotFoundError(
-                "expected an index file, found a directory", path=self.index_path
-            ) from None
-        self.index = BundleIndex(data, self.index_path)
-        self.header = self.index.header
-        self._fds: dict[int, tuple[int, int, str]] = {}
+        self._shards: dict[int, ShardFile] = {}
         self._maps: dict[int, mmap_module.mmap] = {}
+        self._source: BundleSource = LOCAL_FILES if source is None else source
         self._boxes: dict[bytes, list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
+        try:
+            data = self._source.read_index(self.index_path)
+            if data is None:
+                raise NotFoundError(
+                    f"no checkpoint at prefix {self.prefix!r} ({self.index_path} does not exist)",
+                    path=self.index_path,
+                )
+            self.index = BundleIndex(data, self.index_path)
+        except BaseException:
+            self.close()
+            raise
+        self.header = self.index.header
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
@@ -95,9 +106,11 @@ class BundleReader:
             except BufferError:  # arrays handed out still view it; GC frees it later
                 pass
         self._maps.clear()
-        for fd, _, _ in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        shards = list(self._shards.values())
+        self._shards.clear()
+        for shard in shards:
+            shard.close()
+        self._source.close()
 
     def __enter__(self) -> BundleReader:
         return self
@@ -143,25 +156,23 @@ class BundleReader:
         return info(self.entry(key).dtype)
 
     # -- data files ----------------------------------------------------------
-    def _shard(self, shard_id: int, key: bytes) -> tuple[int, int, str]:
-        opened = self._fds.get(shard_id)
+    def _shard(self, shard_id: int, key: bytes) -> ShardFile:
+        opened = self._shards.get(shard_id)
         if opened is not None:
             return opened
         with self._open_lock:  # readers may be shared by threads reading different blocks
             return self._open_shard(shard_id, key)
 
-    def _open_shard(self, shard_id: int, key: bytes) -> tuple[int, int, str]:
-        opened = self._fds.get(shard_id)
+    def _open_shard(self, shard_id: int, key: bytes) -> ShardFile:
+        opened = self._shards.get(shard_id)
         if opened is not None:
             return opened
         path = data_filename(self.prefix, shard_id, self.num_shards)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
-            raise NotFoundError(self._missing_shard_message(path), path=path, key=key) from None
-        size = os.fstat(fd).st_size
-        self._fds[shard_id] = (fd, size, path)
-        return self._fds[shard_id]
+        shard = self._source.open_shard(path)
+        if shard is None:
+            raise NotFoundError(self._missing_shard_message(path), path=path, key=key)
+        self._shards[shard_id] = shard
+        return shard
 
     def shard_path(self, shard_id: int) -> str:
         """The file name of data shard ``shard_id`` (``PREFIX.data-NNNNN-of-MMMMM``)."""
@@ -169,7 +180,7 @@ class BundleReader:
 
     def shard_size(self, shard_id: int) -> int:
         """The size in bytes of data shard ``shard_id``; NotFoundError if it is missing."""
-        return self._shard(shard_id, b"")[1]
+        return self._shard(shard_id, b"").size
 
     def read_shard_into(self, shard_id: int, offset: int, out: np.ndarray) -> None:
         """Fill the 1-D ``uint8`` array ``out`` with shard bytes from ``offset`` on.
@@ -177,44 +188,38 @@ class BundleReader:
         No checksum is involved: this is the raw byte access that verifiers
         and copiers build on. A short shard raises :class:`OutOfRangeError`.
         """
-        fd, _, path = self._shard(shard_id, b"")
-        read_into(fd, out, offset, path=path)
+        self._shard(shard_id, b"").read_into(out, offset)
 
     def _missing_shard_message(self, path: str) -> str:
-        directory = os.path.dirname(self.prefix) or "."
-        base = os.path.basename(self.prefix)
         others = []
-        try:
-            for name in os.listdir(directory):
-                match = DATA_SUFFIX_RE.search(name)
-                if match and name[: match.start()] == base:
-                    others.append(name)
-        except OSError:
-            pass
+        for sibling in self._source.siblings(path):
+            match = DATA_SUFFIX_RE.search(sibling)
+            if match and sibling[: match.start()] == self.prefix:
+                others.append(sibling[len(self.prefix) - len(os.path.basename(self.prefix)) :])
         message = f"data file is missing (header says num_shards={self.num_shards})"
         if others:
             message += f"; found instead: {', '.join(sorted(others))}"
         return message
 
-    def _check_span(self, key: bytes, entry: BundleEntry) -> tuple[int, int, str]:
-        fd, size, path = self._shard(entry.shard_id, key)
-        if entry.offset + entry.size > size:
+    def _check_span(self, key: bytes, entry: BundleEntry) -> ShardFile:
+        shard = self._shard(entry.shard_id, key)
+        if entry.offset + entry.size > shard.size:
             raise OutOfRangeError(
                 f"entry needs bytes [{entry.offset}, {entry.offset + entry.size}) but the data "
-                f"file holds {size} bytes (truncated?)",
-                path=path,
+                f"file holds {shard.size} bytes (truncated?)",
+                path=shard.path,
                 key=key,
                 offset=entry.offset,
             )
-        return fd, size, path
+        return shard
 
-    def _map(self, shard_id: int, key: bytes) -> mmap_module.mmap:
+    def _map(self, shard_id: int, key: bytes) -> mmap_module.mmap | None:
         existing = self._maps.get(shard_id)
         if existing is not None:
             return existing
-        fd, _, _ = self._shard(shard_id, key)
-        mapped = mmap_module.mmap(fd, 0, access=mmap_module.ACCESS_READ)
-        self._maps[shard_id] = mapped
+        mapped = self._shard(shard_id, key).map()
+        if mapped is not None:
+            self._maps[shard_id] = mapped
         return mapped
 
     # -- reading -------------------------------------------------------------
@@ -236,26 +241,30 @@ class BundleReader:
         """
         row = info(entry.dtype)
         if row.enum == DataType.DT_VARIANT:
-            raise UnimplementedError(f"reading {row.name} tensors is not supported", key=key)
-        fd, _, path = self._check_span(key, entry)
+            raise UnimplementedError(
+                f"reading {row.name} tensors is not supported", path=self.index_path, key=key
+            )
+        shard = self._check_span(key, entry)
+        path = shard.path
         big = self.header.endianness != _HOST_ORDER
         if row.is_string:
             raw = np.empty(entry.size, dtype=np.uint8)
-            read_into(fd, raw, entry.offset, path=path)
+            shard.read_into(raw, entry.offset)
             numel = int(np.prod(entry.shape, dtype=np.int64)) if entry.shape else 1
             try:
                 values = decode_string_tensor(raw, numel, entry.crc32c, big_endian=big)
             except CheckpointError as exc:
                 raise exc.located(path=path, key=key, base_offset=entry.offset) from None
             return values.reshape(entry.shape)
-        if self.use_mmap and out is None and entry.size > 0:
-            mapped = self._map(entry.shard_id, key)
+        wants_map = self.use_mmap and out is None and entry.size > 0
+        mapped = self._map(entry.shard_id, key) if wants_map else None
+        if mapped is not None:
             raw = np.frombuffer(mapped, dtype=np.uint8, count=entry.size, offset=entry.offset)
             actual = crc32c(raw)
         else:
             target = out if out is not None else np.empty(entry.shape, dtype=row.numpy)
             raw = target.reshape(-1).view(np.uint8)
-            actual = read_into_with_crc32c(fd, raw, entry.offset, path=path)
+            actual = shard.read_into_with_crc32c(raw, entry.offset)
         if actual != unmask(entry.crc32c):  # rule F-RD-3
             raise DataLossError(
                 "Checksum does not match: stored "
@@ -270,6 +279,8 @@ class BundleReader:
         array = raw.view(row.numpy).reshape(entry.shape)
         if big and row.swap_width:
             array = _byteswapped(array, row)
+        if wants_map and mapped is None:
+            array.flags.writeable = False  # the mmap contract, for a source that cannot map
         return array
 
     def read_slice(self, key: str | bytes, tensor_slice: TensorSlice) -> np.ndarray:
@@ -338,6 +349,7 @@ class BundleReader:
                     key=slice_key,
                 )
             boxes.append((stored_box, slice_entry, slice_key))
+        _check_disjoint_spans(key, [b[1] for b in boxes], self.index_path)
         return boxes
 
     def _paste(
@@ -375,10 +387,10 @@ class BundleReader:
         else:
             # Only the rows (along dim 0) that overlap are read; no checksum,
             # since the entry's CRC covers bytes we deliberately skip (rule F-RD-6).
-            fd, _, path = self._check_span(key, entry)
+            shard = self._check_span(key, entry)
             row_bytes = itemsize * int(np.prod(stored_shape[1:], dtype=np.int64))
             src_bytes = np.empty(extent[0] * row_bytes, dtype=np.uint8)
-            read_into(fd, src_bytes, entry.offset + rel[0] * row_bytes, path=path)
+            shard.read_into(src_bytes, entry.offset + rel[0] * row_bytes)
             src_shape = (extent[0],) + stored_shape[1:]
             src_origin = (0,) + rel[1:]
         kernels.sized(src_bytes.size).copy_box(
@@ -413,6 +425,23 @@ def _is_contiguous_box(
 _PAIRWISE_LIMIT = 64
 
 
+def _check_disjoint_spans(key: bytes, entries: list[BundleEntry], path: str) -> None:
+    """No two stored slices may share data bytes (rule F-RD-6, step 1).
+
+    Each entry's span is checked against its file size on its own; this check
+    makes the sum of the spans bounded by the files too, so that the pieces'
+    volumes bound what a read of the whole tensor may allocate.
+    """
+    spans = sorted((e.shard_id, e.offset, e.offset + e.size) for e in entries if e.size > 0)
+    for (shard_a, _, stop_a), (shard_b, start_b, _) in zip(spans, spans[1:], strict=False):
+        if shard_a == shard_b and start_b < stop_a:
+            raise DataLossError(
+                f"stored slices share data bytes (shard {shard_b}, byte {start_b})",
+                path=path,
+                key=key,
+            )
+
+
 def _check_tiling(
     key: bytes,
     box: tuple[tuple[int, int], ...],
@@ -425,10 +454,12 @@ def _check_tiling(
     with an occupancy count over the request, allocated only once the pieces'
     volumes (bounded by bytes present in the data files) could fill it.
     """
-    numel = 1
+    covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
+    numel = 0 if any(n == 0 for _, n in box) else 1
     for _, n in box:
         numel *= n
-    covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
+        if numel > covered:  # already short: no need to multiply out a forged shape
+            break
     if covered < numel:
         complete = False
     elif len(overlaps) <= _PAIRWISE_LIMIT:

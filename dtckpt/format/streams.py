@@ -5,17 +5,25 @@ writes (or after it reads) the same buffer: ``crc32c`` releases the GIL, so on
 a machine with two cores the checksum costs almost nothing beside the I/O.
 Small buffers are checksummed inline, where a thread hand-off would cost more
 than it saves.
+
+Readers reach their files through a :class:`BundleSource`: :data:`LOCAL_FILES`
+reads the file system with ``os.preadv`` on one descriptor per file
+(:class:`LocalFile`), and an archive (``dtckpt.archive.source``) decodes its
+frames instead. The bundle reader only ever calls ``read_into`` and
+``read_into_with_crc32c`` of the file it was given, so the local path costs one
+method call more than calling the functions here directly.
 """
 
 from __future__ import annotations
 
+import mmap as mmap_module
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from .. import kernels
-from ..errors import OutOfRangeError
+from ..errors import NotFoundError, OutOfRangeError
 from ..pools import pool
 from .crc import crc32c
 
@@ -172,3 +180,105 @@ def read_into_with_crc32c(fd: int, out: np.ndarray, offset: int, *, path: str) -
         pending = pool("checksum").submit(crc32c, view[start:stop], previous)
     assert pending is not None
     return pending.result()
+
+
+# --- where a reader finds its files -------------------------------------------------------
+
+__all__ += ["ShardFile", "BundleSource", "LocalFile", "LocalFiles", "LOCAL_FILES"]
+
+
+class ShardFile(Protocol):
+    """One open file of a bundle, as :class:`~dtckpt.format.bundle_reader.BundleReader` reads it.
+
+    ``path`` names it in error messages and ``size`` is its length in bytes. Reads fill the
+    whole of a 1-D ``uint8`` array and raise :class:`OutOfRangeError` past the end.
+    """
+
+    path: str
+    size: int
+
+    def read_into(self, out: np.ndarray, offset: int) -> None: ...
+
+    def read_into_with_crc32c(self, out: np.ndarray, offset: int) -> int: ...
+
+    def map(self) -> mmap_module.mmap | None:
+        """The whole file memory-mapped read-only, or ``None`` where it cannot be mapped."""
+
+    def close(self) -> None: ...
+
+
+class BundleSource(Protocol):
+    """Where a bundle's files come from: the file system (:data:`LOCAL_FILES`) or an archive.
+
+    Paths are the ones the reader derives from its prefix (``PREFIX.index``,
+    ``PREFIX.data-00000-of-00001``). ``read_index`` and ``open_shard`` return ``None`` for a
+    file that does not exist; every other failure is a :mod:`dtckpt.errors` exception.
+    """
+
+    def read_index(self, path: str) -> bytes | None: ...
+
+    def open_shard(self, path: str) -> ShardFile | None: ...
+
+    def siblings(self, path: str) -> list[str]:
+        """Paths of the files beside ``path``, in its directory (for the message about a
+        missing file); empty where they cannot be listed."""
+
+    def close(self) -> None: ...
+
+
+class LocalFile:
+    """A data file on disk, read with ``os.preadv`` through one file descriptor."""
+
+    __slots__ = ("fd", "size", "path")
+
+    def __init__(self, fd: int, size: int, path: str) -> None:
+        self.fd = fd
+        self.size = size
+        self.path = path
+
+    def read_into(self, out: np.ndarray, offset: int) -> None:
+        read_into(self.fd, out, offset, path=self.path)
+
+    def read_into_with_crc32c(self, out: np.ndarray, offset: int) -> int:
+        return read_into_with_crc32c(self.fd, out, offset, path=self.path)
+
+    def map(self) -> mmap_module.mmap:
+        return mmap_module.mmap(self.fd, 0, access=mmap_module.ACCESS_READ)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class LocalFiles:
+    """The file system as a :class:`BundleSource`."""
+
+    def read_index(self, path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise NotFoundError("expected an index file, found a directory", path=path) from None
+
+    def open_shard(self, path: str) -> LocalFile | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            return None
+        return LocalFile(fd, os.fstat(fd).st_size, path)
+
+    def siblings(self, path: str) -> list[str]:
+        directory = os.path.dirname(path)
+        try:
+            names = os.listdir(directory or ".")
+        except OSError:
+            return []
+        return [os.path.join(directory, name) for name in names]
+
+    def close(self) -> None:
+        pass
+
+
+#: The one :class:`LocalFiles`; it holds no state.
+LOCAL_FILES = LocalFiles()

@@ -22,6 +22,7 @@ from . import _checks as chk
 from . import _threads
 from ._index_jit import decode_block_entries, parse_bundle_entries
 from ._llvm import HAVE_SSE42, crc32_u8, crc32_u64, load_u64, memcpy
+from .reference import check_shuffle_args
 
 __all__ = [
     "HAVE_SSE42",
@@ -395,3 +396,94 @@ def _encode_varints(values):  # type: ignore[no-untyped-def]
 def encode_varint_lengths(lengths: object) -> npt.NDArray[np.uint8]:
     """Encode non-negative integers as consecutive LEB128 varints (the inverse of decoding)."""
     return _encode_varints(chk.check_lengths(lengths))  # type: ignore[no-any-return]
+
+
+# --- byte shuffle -------------------------------------------------------------------------
+
+__all__ += ["shuffle_bytes", "unshuffle_bytes"]
+
+#: The word forms below read byte ``j`` of an item as bits ``8j..8j+7`` of a machine word,
+#: which holds on little-endian hosts only; elsewhere every width takes the byte loop.
+_LITTLE_HOST = np.little_endian
+#: Items per block of the generic byte loop: the block's source bytes stay in L1 cache while
+#: each of its ``itemsize`` planes is written.
+_SHUFFLE_BLOCK = 2048
+
+
+@_jit
+def _shuffle(src, k, dst):  # type: ignore[no-untyped-def]
+    # Loading whole items as words and splitting them with shifts lets LLVM vectorise the
+    # loop; measured 4-12x faster than the byte loop (and NumPy's strided copies) on 4 MiB.
+    n = src.shape[0] // k
+    if _LITTLE_HOST and k == 2:
+        s2 = src.view(np.uint16)
+        for i in range(n):
+            w2 = s2[i]
+            dst[i] = w2 & 0xFF
+            dst[n + i] = w2 >> 8
+    elif _LITTLE_HOST and k == 4:
+        s4 = src.view(np.uint32)
+        for i in range(n):
+            w4 = s4[i]
+            dst[i] = w4 & 0xFF
+            dst[n + i] = (w4 >> 8) & 0xFF
+            dst[2 * n + i] = (w4 >> 16) & 0xFF
+            dst[3 * n + i] = w4 >> 24
+    elif _LITTLE_HOST and k == 8:
+        s8 = src.view(np.uint64)
+        for i in range(n):
+            w8 = s8[i]
+            for j in range(8):
+                dst[j * n + i] = (w8 >> np.uint64(8 * j)) & np.uint64(0xFF)
+    else:
+        for start in range(0, n, _SHUFFLE_BLOCK):
+            stop = min(start + _SHUFFLE_BLOCK, n)
+            for j in range(k):
+                for i in range(start, stop):
+                    dst[j * n + i] = src[i * k + j]
+
+
+@_jit
+def _unshuffle(src, k, dst):  # type: ignore[no-untyped-def]
+    n = src.shape[0] // k
+    if _LITTLE_HOST and k == 2:
+        d2 = dst.view(np.uint16)
+        for i in range(n):
+            d2[i] = np.uint16(src[i]) | (np.uint16(src[n + i]) << np.uint16(8))
+    elif _LITTLE_HOST and k == 4:
+        d4 = dst.view(np.uint32)
+        for i in range(n):
+            d4[i] = (
+                np.uint32(src[i])
+                | (np.uint32(src[n + i]) << np.uint32(8))
+                | (np.uint32(src[2 * n + i]) << np.uint32(16))
+                | (np.uint32(src[3 * n + i]) << np.uint32(24))
+            )
+    elif _LITTLE_HOST and k == 8:
+        d8 = dst.view(np.uint64)
+        for i in range(n):
+            w8 = np.uint64(0)
+            for j in range(8):
+                w8 |= np.uint64(src[j * n + i]) << np.uint64(8 * j)
+            d8[i] = w8
+    else:
+        for start in range(0, n, _SHUFFLE_BLOCK):
+            stop = min(start + _SHUFFLE_BLOCK, n)
+            for j in range(k):
+                for i in range(start, stop):
+                    dst[i * k + j] = src[j * n + i]
+
+
+def shuffle_bytes(src: object, itemsize: int, dst: npt.NDArray[np.uint8]) -> None:
+    """Byte-shuffle ``src`` (items of ``itemsize`` bytes) into ``dst``: ``dst[j * n + i]`` is
+    byte ``j`` of item ``i``. Item sizes 2, 4 and 8 move whole words."""
+    s, k, d = check_shuffle_args(src, itemsize, dst)
+    if s.size:
+        _shuffle(s, k, d)
+
+
+def unshuffle_bytes(src: object, itemsize: int, dst: npt.NDArray[np.uint8]) -> None:
+    """The inverse of :func:`shuffle_bytes`: ``dst[i * itemsize + j] = src[j * n + i]``."""
+    s, k, d = check_shuffle_args(src, itemsize, dst)
+    if s.size:
+        _unshuffle(s, k, d)

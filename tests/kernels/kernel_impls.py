@@ -30,3 +30,9 @@ def encode_varint(value: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+def shuffle_oracle(data: bytes, itemsize: int) -> bytes:
+    """The byte shuffle one byte at a time: plane ``j`` holds byte ``j`` of every item."""
+    n = len(data) // itemsize
+    return bytes(data[i * itemsize + j] for j in range(itemsize) for i in range(n))

@@ -1,0 +1,61 @@
+"""Naming archives and the bundles inside them: ``ARCHIVE`` and ``ARCHIVE::MEMBER`` (A-RD-2).
+
+Only the first eight bytes of a file are read here, so that ``load_checkpoint`` can tell an
+archive from a checkpoint prefix without loading zstd or anything else of the archive code.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+from ..errors import InvalidArgumentError
+from .layout import MAGIC
+
+__all__ = ["SEPARATOR", "is_archive", "split_archive_path", "member_path", "normalize_member"]
+
+#: Between an archive's path and a member prefix inside it.
+SEPARATOR = "::"
+
+
+def is_archive(path: str) -> bool:
+    """Whether ``path`` is a file that starts with the archive magic (rule A-RD-4)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):  # never open a FIFO or device: the read could block
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def split_archive_path(path: str) -> tuple[str, str | None] | None:
+    """``(archive, member)`` for ``ARCHIVE`` or ``ARCHIVE::MEMBER``, else ``None``.
+
+    The archive is the shortest head of ``path`` before a ``::`` that is an archive file,
+    so paths that merely contain ``::`` keep their meaning.
+    """
+    path = os.fspath(path)
+    if is_archive(path):
+        return path, None
+    at = path.find(SEPARATOR)
+    while at != -1:
+        if is_archive(path[:at]):
+            return path[:at], path[at + len(SEPARATOR) :] or None
+        at = path.find(SEPARATOR, at + 1)
+    return None
+
+
+def member_path(archive: str, member: str) -> str:
+    return f"{archive}{SEPARATOR}{member}"
+
+
+def normalize_member(member: str) -> str:
+    """A member path as given by a user (``./ckpt-3``, ``sub/``): normalised, inside the root."""
+    name = posixpath.normpath(member.replace(os.sep, "/")).strip("/")
+    if name == ".":
+        return ""
+    if name == ".." or name.startswith("../"):
+        raise InvalidArgumentError(f"member {member!r} lies outside the archive")
+    return name
