@@ -33,10 +33,12 @@ _EXPORTS = {
     "restore_v2": ".checkpoint.raw_ops",
     "save_v2": ".checkpoint.raw_ops",
 }
-_SUBMODULES = ("dtensor", "errors")
+_SUBMODULES = ("archive", "dtensor", "errors", "interop")
 
 __all__ = [
+    "archive",
     "dtensor",
+    "interop",
     "Checkpoint",
     "CheckpointManager",
     "CheckpointOptions",
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import dtensor, errors
+    from . import archive, dtensor, errors, interop
     from .checkpoint.checkpoint import Checkpoint
     from .checkpoint.manager import CheckpointManager
     from .checkpoint.module import Module

@@ -26,13 +26,28 @@ def _check_dtensor(result: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     "script, check",
-    [("bundle_io.py", None), ("object_graph.py", None), ("dtensor_io.py", _check_dtensor)],
+    [
+        ("bundle_io.py", None),
+        ("object_graph.py", None),
+        ("dtensor_io.py", _check_dtensor),
+        ("cli_startup.py", None),
+        ("archive.py", None),
+    ],
 )
 def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:
     out = tmp_path / "result.json"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--repeats", "1",
-         "--dir", str(tmp_path), "--json", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "bench" / script),
+            "--quick",
+            "--repeats",
+            "1",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
