@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import json
 import os
 import platform
 import resource
@@ -293,3 +294,14 @@ def header(
             f"files   : {f['work_dir']} ({f['filesystem']}); page cache warm, not dropped",
         ]
     )
+
+
+def write_json(
+    path: str, facts: dict[str, Any], config: dict[str, Any], wall: float, **results: Any
+) -> None:
+    """Save one run (``--json PATH``): machine facts, configuration, wall time and results."""
+    out = {"machine": facts, "config": config, "wall_s": wall, **results}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")

@@ -17,7 +17,6 @@ of several interleaved runs; ratios are throughputs ours / theirs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ from _common import (  # noqa: E402
     machine_facts,
     repeats_from,
     table,
+    write_json,
 )
 
 import dtckpt  # noqa: E402
@@ -534,17 +534,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {note}")
     print(f"\nWall time {wall:.0f} s.")
     if args.json:
-        out = {
-            "machine": facts,
-            "config": asdict(cfg) | {"repeats": repeats},
-            "wall_s": wall,
+        write_json(
+            args.json,
+            facts,
+            asdict(cfg) | {"repeats": repeats},
+            wall,
             **rep.as_json(),
-        }
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+        )
     return 0
 
 

@@ -51,6 +51,7 @@ from _common import (  # noqa: E402
     reset_peak_rss,
     ru_maxrss,
     table,
+    write_json,
 )
 
 import dtckpt  # noqa: E402
@@ -758,17 +759,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.json:
-        out = {
-            "machine": facts,
-            "config": asdict(cfg) | {"repeats": repeats},
-            "wall_s": wall,
+        write_json(
+            args.json,
+            facts,
+            asdict(cfg) | {"repeats": repeats},
+            wall,
             **rep.as_json(),
-        }
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+        )
     return 0
 
 

@@ -16,7 +16,6 @@ written with ``dtckpt.save_v2``; nothing else of dtckpt is used. See bench/READM
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -35,7 +34,15 @@ for _path in (HERE, REPO_ROOT):  # the checkout's dtckpt and bench/_common, howe
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from _common import Variant, base_parser, header, interleaved, machine_facts, repeats_from  # noqa: E402
+from _common import (  # noqa: E402
+    Variant,
+    base_parser,
+    header,
+    interleaved,
+    machine_facts,
+    repeats_from,
+    write_json,
+)
 from bundle_io import Report, log  # noqa: E402
 
 import dtckpt  # noqa: E402
@@ -226,18 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         + f". Wall time {wall:.0f} s."
     )
     if args.json:
-        out = {
-            "machine": facts,
-            "config": asdict(cfg) | {"repeats": repeats, "budget_s": BUDGET_S},
-            "wall_s": wall,
+        write_json(
+            args.json,
+            facts,
+            asdict(cfg) | {"repeats": repeats, "budget_s": BUDGET_S},
+            wall,
             **rep.as_json(),
             **extra,
-        }
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+        )
     return 0
 
 

@@ -55,6 +55,7 @@ from _common import (  # noqa: E402
     repeats_from,
     reset_peak_rss,
     ru_maxrss,
+    write_json,
 )
 from bundle_io import Report, log, remove_file  # noqa: E402
 from bundle_io import import_tf as _import_tf  # noqa: E402
@@ -662,19 +663,15 @@ def main(argv: list[str] | None = None) -> int:
         print(text.rstrip())
 
     if args.json:
-        out = {
-            "machine": facts,
-            "config": asdict(cfg) | {"repeats": repeats, "bytes": cfg.count * cfg.side**2 * 4},
-            "wall_s": wall,
+        write_json(
+            args.json,
+            facts,
+            asdict(cfg) | {"repeats": repeats, "bytes": cfg.count * cfg.side**2 * 4},
+            wall,
             **rep.as_json(),
-            "reads": rep.reads,
-            "profiles": rep.profiles,
-        }
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+            reads=rep.reads,
+            profiles=rep.profiles,
+        )
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import cProfile
 import glob
 import io
-import json
 import os
 import pstats
 import shutil
@@ -47,6 +46,7 @@ from _common import (  # noqa: E402
     interleaved,
     machine_facts,
     repeats_from,
+    write_json,
 )
 from bundle_io import Report, import_tf, log, remove_prefix  # noqa: E402
 
@@ -604,18 +604,14 @@ def main(argv: list[str] | None = None) -> int:
         print(text.rstrip())
 
     if args.json:
-        out = {
-            "machine": facts,
-            "config": asdict(cfg) | {"repeats": repeats},
-            "wall_s": wall,
+        write_json(
+            args.json,
+            facts,
+            asdict(cfg) | {"repeats": repeats},
+            wall,
             **rep.as_json(),
-            "profiles": rep.profiles,
-        }
-        parent = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(parent, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+            profiles=rep.profiles,
+        )
     return 0
 
 

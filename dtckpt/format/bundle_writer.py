@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
-from .crc import mask
+from .crc import crc32c, mask
 from .durable import TEMPSTATE, TemporaryFile, install
 from .messages import (
     BIG,
@@ -144,17 +145,22 @@ class BundleWriter:
             self.abort()
 
     # -- adding tensors -------------------------------------------------
-    def add(self, key: str | bytes, tensor: Any, dtype: Any = None) -> BundleEntry:
-        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``).
-
-        Rules F-WR-1 (data order) and F-WR-5 (refused keys).
-        """
+    def _new_key(self, key: str | bytes) -> bytes:
+        """``key`` as bytes, once checked to be free (rule F-WR-5)."""
         self._check_open()
         kb = key_bytes(key)
         if kb in self._entries:
             raise AlreadyExistsError("Adding duplicate key", key=kb)
         if kb == b"":
             raise InvalidArgumentError("the empty key is reserved for the bundle header")
+        return kb
+
+    def add(self, key: str | bytes, tensor: Any, dtype: Any = None) -> BundleEntry:
+        """Append a whole tensor under ``key`` (TF's ``BundleWriter::Add``).
+
+        Rules F-WR-1 (data order) and F-WR-5 (refused keys).
+        """
+        kb = self._new_key(key)
         array, row = as_tensor(tensor, dtype)
         entry = self._append(array, row)
         self._entries[kb] = entry
@@ -275,7 +281,7 @@ class BundleWriter:
 
     # -- streaming ----------------------------------------------------------
     def add_chunks(
-        self, key: str | bytes, dtype: Any, shape: tuple[int, ...], chunks: Any
+        self, key: str | bytes, dtype: Any, shape: tuple[int, ...], chunks: Iterable[np.ndarray]
     ) -> BundleEntry:
         """Append a fixed-width tensor that arrives as pieces, never holding it whole.
 
@@ -291,14 +297,7 @@ class BundleWriter:
         the bytes already written stay in the data file without an entry, so
         abort the writer (leaving a ``with`` block by the exception does).
         """
-        from .crc import crc32c  # the running checksum across pieces
-
-        self._check_open()
-        kb = key_bytes(key)
-        if kb in self._entries:
-            raise AlreadyExistsError("Adding duplicate key", key=kb)
-        if kb == b"":
-            raise InvalidArgumentError("the empty key is reserved for the bundle header")
+        kb = self._new_key(key)
         row = info(dtype)
         if row.is_variable_width:
             raise InvalidArgumentError(f"{row.name} tensors cannot be streamed; use add()", key=kb)
