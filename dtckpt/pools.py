@@ -12,7 +12,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["pool", "CORES"]
+__all__ = ["pool", "in_pool_thread", "CORES"]
 
 #: Cores this process may use.
 CORES = max(1, os.cpu_count() or 1)
@@ -20,6 +20,7 @@ CORES = max(1, os.cpu_count() or 1)
 _SIZES = {"checksum": CORES, "io": max(2, min(8, CORES)), "async": 1}
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
+_PREFIX = "dtckpt-pool-"
 
 
 def pool(name: str) -> ThreadPoolExecutor:
@@ -30,6 +31,11 @@ def pool(name: str) -> ThreadPoolExecutor:
     with _LOCK:
         if name not in _POOLS:
             _POOLS[name] = ThreadPoolExecutor(
-                max_workers=_SIZES[name], thread_name_prefix=f"dtckpt-{name}"
+                max_workers=_SIZES[name], thread_name_prefix=f"{_PREFIX}{name}"
             )
         return _POOLS[name]
+
+
+def in_pool_thread() -> bool:
+    """Whether the caller runs on a worker of one of these pools."""
+    return threading.current_thread().name.startswith(_PREFIX)

