@@ -64,6 +64,7 @@ from dtckpt.format.slices import (
 from dtckpt.format.strings import decode_string_tensor, encode_string_tensor
 from dtckpt.format.table import decode_block, decode_table, entries_limit
 from dtckpt.format.varint import decode_varint
+import dtckpt.kernels
 from dtckpt.kernels import reference
 from dtckpt.mesh import Layout, Mesh
 from tests.fuzz.shaping import fix_string_checksums, fix_table_checksums, split_bundle_input
@@ -102,6 +103,10 @@ def jit_kernels() -> ModuleType | None:
     try:
         from dtckpt.kernels import jit
     except ImportError:
+        return None
+    # Load the backend now: until it is loaded, dtckpt.kernels.sized keeps jobs under
+    # COLD_START_BYTES on the twins, which would make the bulk path below a second NumPy run.
+    if dtckpt.kernels.backend() != "numba":
         return None
     return jit
 

@@ -48,3 +48,23 @@ def test_default_backend_is_numba() -> None:
     assert (
         _run("import dtckpt.kernels as k; print(k.backend())", DTCKPT_DISABLE_NUMBA="0") == "numba"
     )
+
+
+def test_cold_jobs_under_the_cold_start_size_stay_on_the_twins() -> None:
+    # Before the backend is loaded, a 1 MiB job (above SMALL_WORK_BYTES) stays on NumPy so
+    # that a short command never pays for importing Numba; once loaded, the same job uses it.
+    code = (
+        "import sys, dtckpt.kernels as k; "
+        "cold = k.sized(1 << 20, 64 << 10).__name__; "
+        "numba_cold = 'numba' in sys.modules; "
+        "big = k.sized(k.COLD_START_BYTES, 64 << 10).__name__; "
+        "warm = k.sized(1 << 20, 64 << 10).__name__; "
+        "print(cold, numba_cold, big, warm)"
+    )
+    cold, numba_cold, big, warm = _run(code).split()
+    assert cold == "dtckpt.kernels.reference" and numba_cold == "False"
+    assert big == warm == "dtckpt.kernels.jit"
+    assert _run(code, DTCKPT_DISABLE_NUMBA="1").split()[2:] == [
+        "dtckpt.kernels.reference",
+        "dtckpt.kernels.reference",
+    ]
