@@ -18,6 +18,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..errors import AlreadyExistsError, DataLossError, InvalidArgumentError
+from ..format.durable import replace_on_success
 from ..progress import NULL_PROGRESS, Progress
 from .reader import ArchiveReader, MemberInfo
 
@@ -97,19 +98,11 @@ def _write_member(
             path=target,
         )
     tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp{secrets.token_hex(8)}")
-    try:
-        with open(tmp, "wb") as out:
-            for chunk in reader.iter_member(info.name):
-                out.write(chunk.data)
-                progress.advance(chunk.size)
+    with replace_on_success(target, tmp), open(tmp, "wb") as out:
+        for chunk in reader.iter_member(info.name):
+            out.write(chunk.data)
+            progress.advance(chunk.size)
         reader.check_member_crc(info)  # rule A-UP-2
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _single_prefix(root: str, names: list[str]) -> str | None:

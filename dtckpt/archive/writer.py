@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..format.crc import crc32c
+from ..format.durable import replace_on_success
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from .frames import WORKERS, combine_crc, encode_frame
@@ -82,17 +83,9 @@ def pack(
     tmp = os.path.join(directory, f".{os.path.basename(archive)}.tmp{secrets.token_hex(8)}")
     members = collect_members(path, exclude=[archive, tmp])
     progress = progress or NULL_PROGRESS
-    try:
-        with open(tmp, "wb") as out:
-            raw_bytes = _write_archive(out, members, level, shuffle, progress)
-            packed_bytes = out.tell()
-        os.replace(tmp, archive)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replace_on_success(archive, tmp), open(tmp, "wb") as out:
+        raw_bytes = _write_archive(out, members, level, shuffle, progress)
+        packed_bytes = out.tell()
     return PackReport(len(members), raw_bytes, packed_bytes, raw_bytes / packed_bytes)
 
 

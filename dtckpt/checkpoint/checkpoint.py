@@ -36,7 +36,7 @@ from ..pools import pool
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
-from .reader import open_bundle, resolve_checkpoint_path
+from .reader import open_bundle, resolve_checkpoint_path, resolve_save_path
 from .restore import (
     CheckpointLoadStatus,
     CheckpointPosition,
@@ -51,16 +51,6 @@ from .variables import Variable
 __all__ = ["Checkpoint", "resolve_save_path"]
 
 SAVE_COUNTER = "save_counter"
-
-
-def resolve_save_path(save_path: str) -> str:
-    """A SavedModel directory means its ``variables/variables`` checkpoint (rule O-CK-5)."""
-    path = os.fspath(save_path)
-    if os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, name)) for name in ("saved_model.pb", "saved_model.pbtxt")
-    ):
-        return os.path.join(path, "variables", "variables")
-    return path
 
 
 class Checkpoint(AutoTrackable):

@@ -38,11 +38,14 @@ __all__ = [
     "load_checkpoint",
     "list_variables",
     "resolve_checkpoint_path",
+    "resolve_save_path",
     "open_bundle",
 ]
 
 #: A SavedModel keeps its variables as the checkpoint ``variables/variables``.
 SAVED_MODEL_VARIABLES = ("variables", "variables")
+#: The files that make a directory a SavedModel.
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 #: A ``checkpoint`` state file inside an archive larger than this is not a state file.
 _MAX_STATE_BYTES = 64 << 20
 
@@ -165,6 +168,17 @@ def _latest_in_archive(reader: ArchiveReader, directory: str) -> str | None:
         if prefix + ".index" in reader.members:
             return prefix
     return None
+
+
+def resolve_save_path(save_path: str) -> str:
+    """A SavedModel directory means its ``variables/variables`` checkpoint (rule O-CK-5);
+    anything else is returned unchanged."""
+    path = os.fspath(save_path)
+    if os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, name)) for name in SAVED_MODEL_FILES
+    ):
+        return os.path.join(path, *SAVED_MODEL_VARIABLES)
+    return path
 
 
 def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,18 +9,14 @@ if TYPE_CHECKING:
 
 __all__ = ["resolve_path", "open_checkpoint"]
 
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-
 
 def resolve_path(path: str) -> str:
-    """A SavedModel directory means its ``variables/variables`` prefix; anything else is
-    left for :func:`dtckpt.load_checkpoint` (prefixes, directories with a ``checkpoint``
-    file, and whatever else it learns to open)."""
-    if os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, name)) for name in _SAVED_MODEL_FILES
-    ):
-        return os.path.join(path, "variables", "variables")
-    return path
+    """A SavedModel directory means its ``variables/variables`` prefix (rule O-CK-5);
+    anything else is left for :func:`dtckpt.load_checkpoint` (prefixes, directories with a
+    ``checkpoint`` file, archives)."""
+    from ..checkpoint.reader import resolve_save_path
+
+    return resolve_save_path(path)
 
 
 def open_checkpoint(path: str) -> CheckpointReader:

@@ -24,7 +24,8 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from .dirlock import UNSUPPORTED_LOCK_ERRNOS, directory_lock, fcntl, open_directory
@@ -38,6 +39,7 @@ __all__ = [
     "is_temporary_name",
     "remove_stale_temporaries",
     "TEMPSTATE",
+    "replace_on_success",
     "SHARDED_TEMP_SUFFIX",
 ]
 
@@ -94,6 +96,26 @@ class TemporaryFile:
         except OSError:
             pass  # a failed flush of bytes that are being thrown away
         _remove_if_present(self.path)
+
+
+@contextmanager
+def replace_on_success(path: str, temporary: str) -> Iterator[str]:
+    """Yield ``temporary`` to be written; rename it onto ``path`` when the block succeeds.
+
+    On an exception the temporary file is removed (if it was made) and
+    ``path`` is untouched: a reader sees the old file or the whole new one.
+    For single files outside a bundle (archives, converted files); bundles
+    are committed by :func:`install`.
+    """
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass  # never made, or already gone: the error that matters is the one raised
+        raise
 
 
 def _create_locked(path: str) -> int:

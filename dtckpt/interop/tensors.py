@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 
 from ..dtypes import DTypeInfo
 from ..errors import CheckpointError
+from ..format.durable import replace_on_success, temporary_name
 from ..progress import NULL_PROGRESS, Progress
 
 __all__ = [
@@ -271,15 +271,6 @@ def atomic_path(path: str) -> Iterator[str]:
     On an exception the temporary file is removed and ``path`` is untouched,
     so a failed conversion never leaves a half-written file (rule I-CV-3).
     """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    temporary = f"{path}.tempstate{secrets.randbits(63)}"
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with replace_on_success(path, temporary_name(path)) as temporary:
         yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.remove(temporary)
-        except FileNotFoundError:
-            pass
-        raise
