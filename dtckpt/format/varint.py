@@ -62,19 +62,7 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[in
         byte = buf[pos]
         if byte < 0x80:
             return byte, pos + 1
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise DataLossError("truncated varint", offset=start)
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift >= 7 * MAX_VARINT64_BYTES:
-            raise DataLossError("varint longer than 10 bytes", offset=start)
+    result, pos = _decode(buf, pos, MAX_VARINT64_BYTES, "varint")
     if result > _U64:
         raise DataLossError("varint exceeds 64 bits", offset=start)
     return result, pos
@@ -87,10 +75,17 @@ def decode_varint32(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[
     above 2**32 - 1 fails the caller's bounds checks rather than being silently cut. Raises
     :class:`DataLossError` when the buffer ends inside the varint or a 6th byte would follow.
     """
+    return _decode(buf, pos, MAX_VARINT32_BYTES, "varint32")
+
+
+def _decode(
+    buf: bytes | bytearray | memoryview, pos: int, max_bytes: int, name: str
+) -> tuple[int, int]:
+    """The loop both decoders share: at most ``max_bytes`` bytes, the value kept whole."""
     start = pos
     end = len(buf)
     result = 0
-    for shift in range(0, 7 * MAX_VARINT32_BYTES, 7):
+    for shift in range(0, 7 * max_bytes, 7):
         if pos >= end:
             raise DataLossError("truncated varint", offset=start)
         byte = buf[pos]
@@ -98,4 +93,4 @@ def decode_varint32(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[
         result |= (byte & 0x7F) << shift
         if byte < 0x80:
             return result, pos
-    raise DataLossError("varint32 longer than 5 bytes", offset=start)
+    raise DataLossError(f"{name} longer than {max_bytes} bytes", offset=start)
