@@ -251,7 +251,7 @@ class Checkpoint(AutoTrackable):
         keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
         used: set[str] = set()
         pending, missing = [], []
-        for obj in breadth_first(self.root, self._attached())[0]:
+        for obj in breadth_first(self.root, self._attached()).objects:
             if not isinstance(obj, Variable):
                 continue
             if obj.full_name in keys:

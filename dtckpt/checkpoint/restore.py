@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import weakref
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,8 @@ class RestoreCoordinator:
                     self.pending_slots.setdefault(slot.original_variable_node_id, []).append(
                         (node_id, slot.slot_variable_node_id, slot.slot_name)
                     )
-        self.paths = _node_paths(graph)
+        self.paths = NodePaths(graph)
+        self._value_flags: list[bool] | None = None
         # The checkpoint's root object and its attached dependencies (Checkpoint(root, **kw)).
         self.lookup_root: Trackable | None = None
         self.attached: Any = dict
@@ -98,13 +100,23 @@ class RestoreCoordinator:
             child = self.attached().get(name)
         return child
 
-    def where(self, node_id: int) -> str:
-        return f"{self.save_path}: (root).{self.paths.get(node_id, f'<node {node_id}>')}"
+    def where(self, node_id: int) -> NodeLocation:
+        """``SAVE_PATH: (root).a.b``, spelled out only when printed (O(depth), never per node)."""
+        return NodeLocation(self.save_path, self.paths, node_id)
+
+    def has_values(self, node_id: int) -> bool:
+        """Whether the node or anything below it holds a value (rule O-GR-3)."""
+        flag = self.graph.nodes[node_id].has_checkpoint_values
+        if flag is not None:
+            return flag
+        if self._value_flags is None:  # a graph written without the flags: derive all at once
+            self._value_flags = _value_flags(self.graph)
+        return self._value_flags[node_id]
 
 
 def _warn_unused(
     graph: TrackableObjectGraph,
-    paths: dict[int, str],
+    paths: NodePaths,
     bound_nodes: set[int],
     unused_attributes: list[tuple[int, str]],
     flags: dict[str, bool],
@@ -118,12 +130,12 @@ def _warn_unused(
         if node.attributes and node_id not in bound_nodes and node_id not in skipped:
             lines.append(
                 "Value in checkpoint could not be found in the restored object: "
-                f"(root).{paths.get(node_id, f'<node {node_id}>')}"
+                f"(root).{paths.path(node_id)}"
             )
     for node_id, name in unused_attributes:
         lines.append(
             "An attribute in the restored object could not be found in the checkpoint. "
-            f"Object: (root).{paths.get(node_id, '')}, attribute: {name}"
+            f"Object: (root).{paths.path(node_id)}, attribute: {name}"
         )
     if lines:
         _LOG.warning(
@@ -134,21 +146,74 @@ def _warn_unused(
             _LOG.warning(line)
 
 
-def _node_paths(graph: TrackableObjectGraph) -> dict[int, str]:
-    paths = {0: ""}
-    queue = [0]
-    head = 0
-    while head < len(queue):
-        node_id = queue[head]
-        head += 1
-        for child in graph.nodes[node_id].children:
-            if child.node_id not in paths:
-                prefix = paths[node_id]
-                paths[child.node_id] = (
-                    f"{prefix}.{child.local_name}" if prefix else child.local_name
-                )
-                queue.append(child.node_id)
-    return paths
+class NodePaths:
+    """Each node's first parent and local name, breadth-first from the root (node 0).
+
+    A node's dotted path is spelled out on demand by walking up: storing every
+    path as a string would cost O(depth) per node, quadratic for a deep chain.
+    """
+
+    def __init__(self, graph: TrackableObjectGraph) -> None:
+        count = len(graph.nodes)
+        self._parent = [-1] * count
+        self._name: list[str] = [""] * count
+        reached = [False] * count
+        if count:
+            reached[0] = True
+        queue = deque([0] if count else [])
+        while queue:
+            node_id = queue.popleft()
+            for child in graph.nodes[node_id].children:
+                if not reached[child.node_id]:
+                    reached[child.node_id] = True
+                    self._parent[child.node_id] = node_id
+                    self._name[child.node_id] = child.local_name
+                    queue.append(child.node_id)
+        self._reached = reached
+
+    def path(self, node_id: int) -> str:
+        """``a.b.c``; empty for the root; ``<node N>`` for a node no edge reaches."""
+        if not (0 <= node_id < len(self._parent)) or not self._reached[node_id]:
+            return f"<node {node_id}>"
+        names = []
+        while node_id > 0 and self._parent[node_id] >= 0:
+            names.append(self._name[node_id])
+            node_id = self._parent[node_id]
+        return ".".join(reversed(names))
+
+
+class NodeLocation:
+    """Where a node is, for messages: formats as ``SAVE_PATH: (root).a.b``."""
+
+    __slots__ = ("_save_path", "_paths", "_node_id")
+
+    def __init__(self, save_path: str, paths: NodePaths, node_id: int) -> None:
+        self._save_path, self._paths, self._node_id = save_path, paths, node_id
+
+    def __str__(self) -> str:
+        return f"{self._save_path}: (root).{self._paths.path(self._node_id)}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _value_flags(graph: TrackableObjectGraph) -> list[bool]:
+    """Rule O-GR-3 for a whole graph: a node has values if it or anything below it saves one."""
+    parents: list[list[int]] = [[] for _ in graph.nodes]
+    flags = [False] * len(graph.nodes)
+    pending = []
+    for node_id, node in enumerate(graph.nodes):
+        for child in node.children:
+            parents[child.node_id].append(node_id)
+        if node.attributes or node.slot_variables:
+            flags[node_id] = True
+            pending.append(node_id)
+    while pending:
+        for parent in parents[pending.pop()]:
+            if not flags[parent]:
+                flags[parent] = True
+                pending.append(parent)
+    return flags
 
 
 class CheckpointPosition:
@@ -177,9 +242,9 @@ class CheckpointPosition:
         deferrals: list[tuple[Trackable, str, CheckpointPosition]] = []
         slots: list[tuple[Trackable, str, Trackable]] = []
         unused: list[tuple[int, str]] = []
-        queue: list[tuple[int, Trackable]] = [(self.node_id, trackable)]
+        queue = deque([(self.node_id, trackable)])
         while queue:
-            node_id, obj = queue.pop(0)
+            node_id, obj = queue.popleft()
             current = coordinator.object_by_node.get(node_id, bound.get(node_id))
             if current is not None:
                 if current is not obj:
@@ -199,7 +264,7 @@ class CheckpointPosition:
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
                     queue.append((child.node_id, child_obj))
-                elif _has_values(graph, child.node_id):  # deferred (rule O-RS-3)
+                elif coordinator.has_values(child.node_id):  # deferred (rule O-RS-3)
                     deferrals.append(
                         (obj, child.local_name, CheckpointPosition(coordinator, child.node_id))
                     )
@@ -275,24 +340,6 @@ def _slot_for(
     )
 
 
-def _has_values(graph: TrackableObjectGraph, node_id: int) -> bool:
-    flag = graph.nodes[node_id].has_checkpoint_values
-    if flag is not None:
-        return flag
-    seen = set()
-    stack = [node_id]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        node = graph.nodes[current]
-        if node.attributes or node.slot_variables:
-            return True
-        stack.extend(c.node_id for c in node.children)
-    return False
-
-
 def _objects_with_attributes(objects: list[Trackable]) -> list[Trackable]:
     return [o for o in objects if o._serialize_to_tensors()]
 
@@ -319,7 +366,7 @@ class CheckpointLoadStatus(_Status):
     def _live_objects(self) -> list[Trackable]:
         from .graph import breadth_first
 
-        return breadth_first(self._root, self._attached())[0]
+        return breadth_first(self._root, self._attached()).objects
 
     def assert_consumed(self) -> CheckpointLoadStatus:
         """Every checkpointed value was matched to an object, and every object to a value.

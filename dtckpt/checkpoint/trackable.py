@@ -47,7 +47,9 @@ class Trackable:
         return dict(self._self_dependencies)
 
     def _lookup_dependency(self, name: str) -> Trackable | None:
-        return self._trackable_children().get(name)
+        """The child ``name``, or None; O(1), since restores look up every child once."""
+        self._maybe_initialize_trackable()
+        return self._self_dependencies.get(name)
 
     def _track_trackable(self, trackable: Trackable, name: str) -> Trackable:
         """Record ``trackable`` as the child ``name`` and restore it if a restore waits for it."""
@@ -82,7 +84,7 @@ class Trackable:
         """Read one attribute's value; sharded objects read only the blocks they need."""
         return reader.read(key)
 
-    def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
+    def _check_restore(self, tensors: dict[str, np.ndarray], where: object) -> None:
         """Raise if ``tensors`` cannot be restored into this object (before anything changes)."""
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:

@@ -128,7 +128,7 @@ class Variable(Trackable):
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
-    def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
+    def _check_restore(self, tensors: dict[str, np.ndarray], where: object) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
             return

@@ -116,7 +116,7 @@ class DVariable(Variable):
             handed_out.add(box)
         return DTensor(components, self.layout, self.shape)
 
-    def _check_restore(self, tensors: dict[str, Any], where: str) -> None:
+    def _check_restore(self, tensors: dict[str, Any], where: object) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
             return
