@@ -91,6 +91,9 @@ class ListWrapper(TrackableDataStructure, list[Any]):
     def _lookup_dependency(self, name: str) -> Trackable | None:
         return _element(self, name)
 
+    def _child_trackables(self) -> Iterable[Trackable]:
+        return [v for v in self if isinstance(v, Trackable)]
+
     def _track_new(self, index: int, value: Any) -> None:
         if isinstance(value, Trackable):
             self._handle_deferred(str(index), value)
@@ -172,6 +175,9 @@ class TupleWrapper(TrackableDataStructure, tuple[Any, ...]):
 
     def _lookup_dependency(self, name: str) -> Trackable | None:
         return _element(self, name)
+
+    def _child_trackables(self) -> Iterable[Trackable]:
+        return [v for v in self if isinstance(v, Trackable)]
 
     def __repr__(self) -> str:
         return f"TupleWrapper({tuple.__repr__(self)})"

@@ -15,7 +15,7 @@ Source: ``tensorflow/python/checkpoint/graph_view.py``, ``trackable_view.py``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "GraphSnapshot",
     "Walk",
     "breadth_first",
+    "reachable",
     "build_graph",
     "children_of",
 ]
@@ -77,7 +78,7 @@ class Walk:
     """Every object reachable from a root once, breadth-first (rule O-GR-1).
 
     ``objects[i]`` is node ``i`` of a saved object graph; ``children[i]`` its named
-    children; ``parent[i]`` and ``name[i]`` the edge that first reached it. Paths are
+    children (when kept); ``parent[i]`` and ``name[i]`` the edge that first reached it. Paths are
     spelled out only for the objects that need one (:meth:`path`), so a deep chain
     costs O(depth), not O(depth²).
     """
@@ -95,15 +96,22 @@ class Walk:
         return tuple(reversed(names))
 
 
-def breadth_first(root: Trackable, attached: dict[str, Trackable] | None = None) -> Walk:
-    """Walk every object reachable from ``root`` once, breadth-first (rule O-GR-1)."""
+def breadth_first(
+    root: Trackable, attached: dict[str, Trackable] | None = None, *, keep_children: bool = False
+) -> Walk:
+    """Walk every object reachable from ``root`` once, breadth-first (rule O-GR-1).
+
+    ``keep_children`` keeps each object's children in the walk (a save needs them
+    for its node references; a status check does not).
+    """
     attached = attached or {}
     walk = Walk([root], [], [-1], [""])
     seen = {id(root)}
     head = 0
     while head < len(walk.objects):
         children = children_of(walk.objects[head], root, attached)
-        walk.children.append(children)
+        if keep_children:
+            walk.children.append(children)
         for name, child in children.items():
             if id(child) not in seen:
                 seen.add(id(child))
@@ -112,6 +120,25 @@ def breadth_first(root: Trackable, attached: dict[str, Trackable] | None = None)
                 walk.name.append(name)
         head += 1
     return walk
+
+
+def reachable(root: Trackable, attached: dict[str, Trackable] | None = None) -> list[Trackable]:
+    """The objects of :func:`breadth_first`, in its order, without recording paths."""
+    attached = attached or {}
+    objects = [root]
+    seen = {id(root)}
+    head = 0
+    while head < len(objects):
+        obj = objects[head]
+        children: Iterable[Trackable] = obj._child_trackables()
+        if obj is root:
+            children = children_of(obj, root, attached).values()
+        for child in children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                objects.append(child)
+        head += 1
+    return objects
 
 
 @dataclass
@@ -124,7 +151,7 @@ class GraphSnapshot:
 
 def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -> GraphSnapshot:
     """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds."""
-    walk = breadth_first(root, attached)
+    walk = breadth_first(root, attached, keep_children=True)
     ids = {id(obj): node_id for node_id, obj in enumerate(walk.objects)}
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []

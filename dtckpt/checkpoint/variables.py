@@ -128,16 +128,24 @@ class Variable(Trackable):
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
+    def _restore_problem(self, name: str, dtype: str, shape: tuple[int, ...]) -> str | None:
+        ours = info(self.dtype).name
+        if name != VARIABLE_VALUE_KEY or (dtype == ours and shape == self.shape):
+            return None
+        return (
+            f"the checkpoint holds {dtype} {list(shape)}, the variable {self.name} is "
+            f"{ours} {list(self.shape)}"
+        )
+
     def _check_restore(self, tensors: dict[str, np.ndarray], where: object) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
             return
-        stored, ours = info(value.dtype).name, info(self._value.dtype).name
-        if stored != ours or tuple(value.shape) != self.shape:
-            raise InvalidArgumentError(
-                f"cannot restore {where}: the checkpoint holds {stored} {list(value.shape)}, "
-                f"the variable {self.name} is {ours} {list(self.shape)}"
-            )
+        problem = self._restore_problem(
+            VARIABLE_VALUE_KEY, info(value.dtype).name, tuple(value.shape)
+        )
+        if problem is not None:
+            raise InvalidArgumentError(f"cannot restore {where}: {problem}")
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)

@@ -100,17 +100,27 @@ class BundleReader:
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
-        for m in self._maps.values():
+        self.close_files()
+        self._source.close()
+
+    def close_files(self) -> None:
+        """Close the data files (and their maps) opened so far; later reads reopen them.
+
+        The index stays in memory: a reader kept for later reads (deferred
+        restores) holds no file descriptor meanwhile.
+        """
+        with self._open_lock:
+            maps = list(self._maps.values())
+            self._maps.clear()
+            shards = list(self._shards.values())
+            self._shards.clear()
+        for m in maps:
             try:
                 m.close()
             except BufferError:  # arrays handed out still view it; GC frees it later
                 pass
-        self._maps.clear()
-        shards = list(self._shards.values())
-        self._shards.clear()
         for shard in shards:
             shard.close()
-        self._source.close()
 
     def __enter__(self) -> BundleReader:
         return self
@@ -276,7 +286,9 @@ class BundleReader:
             )
         if out is not None:
             return out
-        array = raw.view(row.numpy).reshape(entry.shape)
+        # The array allocated above when there is one: a view of it would keep two
+        # array objects alive for every value restored.
+        array = target if mapped is None else raw.view(row.numpy).reshape(entry.shape)
         if big and row.swap_width:
             array = _byteswapped(array, row)
         if wants_map and mapped is None:
