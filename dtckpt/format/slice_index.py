@@ -16,6 +16,7 @@ Both cost the size of the answer for DTensor checkpoints.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from .slices import intersect
@@ -66,7 +67,7 @@ class SliceIndex(Generic[_T]):
         return out
 
 
-def _grid_extent(items: list[tuple[Box, object]]) -> tuple[int, ...] | None:
+def _grid_extent(items: Sequence[tuple[Box, object]]) -> tuple[int, ...] | None:
     """The common extent of the slices if they lie on one regular grid, else ``None``."""
     if not items:
         return None

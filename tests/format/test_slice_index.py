@@ -28,9 +28,9 @@ def grids(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[Box, int]]]:
     rank = draw(st.integers(1, 3))
     blocks = [draw(st.integers(1, 4)) for _ in range(rank)]
     extent = [draw(st.integers(1, 3)) for _ in range(rank)]
-    shape = tuple(b * e for b, e in zip(blocks, extent))
+    shape = tuple(b * e for b, e in zip(blocks, extent, strict=True))
     items = [
-        (tuple((c * e, e) for c, e in zip(cell, extent)), i)
+        (tuple((c * e, e) for c, e in zip(cell, extent, strict=True)), i)
         for i, cell in enumerate(itertools.product(*(range(b) for b in blocks)))
     ]
     return shape, draw(st.permutations(items))
@@ -46,7 +46,9 @@ def boxes(draw: st.DrawFn, shape: tuple[int, ...]) -> Box:
 
 
 @given(grids(), st.data())
-def test_grid_lookups_match_a_scan(grid: tuple[tuple[int, ...], list[tuple[Box, int]]], data: st.DataObject) -> None:
+def test_grid_lookups_match_a_scan(
+    grid: tuple[tuple[int, ...], list[tuple[Box, int]]], data: st.DataObject
+) -> None:
     shape, items = grid
     index = SliceIndex(items)
     box = data.draw(boxes(shape))
@@ -65,7 +67,9 @@ def test_grid_lookups_match_a_scan(grid: tuple[tuple[int, ...], list[tuple[Box, 
     ),
     st.tuples(st.integers(0, 6), st.integers(1, 4), st.integers(0, 6), st.integers(1, 4)),
 )
-def test_any_slices_match_a_scan(raw: list[tuple[int, int, int, int]], query: tuple[int, int, int, int]) -> None:
+def test_any_slices_match_a_scan(
+    raw: list[tuple[int, int, int, int]], query: tuple[int, int, int, int]
+) -> None:
     # Irregular (even overlapping) slices, as only a hand-made index holds: the
     # index falls back to the scan and reports every overlap the same way.
     items = [(((a, b), (c, d)), i) for i, (a, b, c, d) in enumerate(raw)]
