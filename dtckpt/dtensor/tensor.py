@@ -94,6 +94,20 @@ class DTensor:
         self._layout = layout
         self._shape = tuple(int(d) for d in shape)
         self._components = list(components)
+        local = layout.local_shape_from_global_shape(self._shape)
+        dtype = getattr(self._components[0], "dtype", None)
+        for device, component in enumerate(self._components):
+            if (
+                not isinstance(component, np.ndarray)
+                or component.shape != local
+                or (component.dtype != dtype)
+            ):
+                raise InvalidArgumentError(
+                    f"component {device} of a DTensor of shape {list(self._shape)} with layout "
+                    f"{layout.sharding_specs} must be an array of shape {list(local)} and the "
+                    f"dtype of component 0, got {type(component).__name__} "
+                    f"{getattr(component, 'dtype', '')} {list(getattr(component, 'shape', ()))}"
+                )
 
     @staticmethod
     def _variable_class() -> type:

@@ -77,6 +77,7 @@ class Layout:
         self._specs = specs
         self._mesh = mesh
         self._type = kind
+        self._text: str | None = None
 
     @classmethod
     def _of_type(cls, sharding_specs: Sequence[str], mesh: Mesh, kind: LayoutType) -> Layout:
@@ -210,11 +211,13 @@ class Layout:
 
     # -- strings and protos -----------------------------------------------------------
     def to_string(self) -> str:
-        if self._type == LayoutType.SINGLE_DEVICE:
-            body = _SINGLE_BODY
-        else:
-            body = "".join(s + "," for s in self._specs)
-        return _PREFIXES[self._type] + body + _MESH + self._mesh.to_string()
+        if self._text is None:  # built once: a layout never changes, and its mesh neither
+            if self._type == LayoutType.SINGLE_DEVICE:
+                body = _SINGLE_BODY
+            else:
+                body = "".join(s + "," for s in self._specs)
+            self._text = _PREFIXES[self._type] + body + _MESH + self._mesh.to_string()
+        return self._text
 
     @classmethod
     def from_string(cls, layout_str: str) -> Layout:

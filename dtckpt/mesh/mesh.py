@@ -156,6 +156,7 @@ class Mesh:
         self._xla = bool(use_xla_spmd)
         self._single = ""
         self._device_type = kind
+        self._text: str | None = None
 
     # -- other constructors ----------------------------------------------------------
     @classmethod
@@ -182,6 +183,7 @@ class Mesh:
         mesh._xla = False
         mesh._single = text
         mesh._device_type = spec.device_type
+        mesh._text = None
         return mesh
 
     @classmethod
@@ -398,6 +400,13 @@ class Mesh:
 
     # -- strings and protos ----------------------------------------------------------
     def to_string(self) -> str:
+        # A mesh never changes once built, and its string (which equality and hashing
+        # use) grows with the device count: build it once.
+        if self._text is None:
+            self._text = self._format()
+        return self._text
+
+    def _format(self) -> str:
         if self._single:
             return self._single
         dims = ",".join(f"{n}={s}" for n, s in zip(self._dim_names, self.shape(), strict=True))

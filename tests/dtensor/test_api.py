@@ -338,3 +338,17 @@ def test_numpy_util_lower_rank_blocks() -> None:
         numpy_util.unpacked_to_numpy([np.arange(4)] * 3, REP)
     with pytest.raises(InvalidArgumentError, match="component 4 has shape"):
         numpy_util.unpacked_to_numpy([np.zeros((2, 8))] * 4 + [np.zeros((3, 8))] * 4, XU)
+
+
+def test_dtensor_components_are_checked() -> None:
+    parts = [np.zeros((2, 8), np.float32) for _ in range(8)]
+    assert dd.DTensor(parts, XU, (4, 8)).shape == (4, 8)
+    for bad in (
+        parts[:7] + [np.zeros((3, 8), np.float32)],
+        parts[:7] + [np.zeros((2, 8), np.float64)],
+        parts[:7] + [[0.0] * 8],
+    ):
+        with pytest.raises(InvalidArgumentError, match="component 7 of a DTensor"):
+            dd.DTensor(bad, XU, (4, 8))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="needs 8 components"):
+        dd.DTensor(parts[:3], XU, (4, 8))
