@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from ..mesh import DeviceSpec, Layout, Mesh
 from ..mesh import create_mesh as _create_mesh
+from ..mesh.mesh import parse_devices
 from . import config
 
 __all__ = ["create_mesh", "create_distributed_mesh", "barrier"]
@@ -76,16 +77,10 @@ def create_distributed_mesh(
         )
     if local_devices is None:
         specs = config.local_devices(kind or "CPU")
+        if not specs:
+            raise InvalidArgumentError(f"this client has no {kind or 'CPU'} devices for a mesh")
     else:
-        specs = [
-            d if isinstance(d, DeviceSpec) else DeviceSpec.from_string(d) for d in local_devices
-        ]
-    if not specs:
-        raise InvalidArgumentError(f"this client has no {kind or 'CPU'} devices for a mesh")
-    if kind is not None and kind != (specs[0].device_type or "").upper():
-        raise InvalidArgumentError(
-            f"Conflicting devices {[s.to_string() for s in specs]} and device_type {device_type}"
-        )
+        specs, _ = parse_devices(local_devices, device_type)
     clients = config.num_clients()
     count = len(specs) * clients
     if math.prod(shape) != count:

@@ -36,7 +36,7 @@ from ..errors import InvalidArgumentError
 from .device import DeviceSpec
 from .proto import MeshDimensionProto, MeshProto
 
-__all__ = ["Mesh", "MeshDimension", "create_mesh", "HOST_DEVICE_TYPE"]
+__all__ = ["Mesh", "MeshDimension", "create_mesh", "parse_devices", "HOST_DEVICE_TYPE"]
 
 #: Rule H-BD-6: numbers in a mesh string are ASCII decimal integers that fit in int64 (at most
 #: 19 digits, so no huge or non-ASCII number reaches ``int``), and a mesh has at most
@@ -483,6 +483,25 @@ def _parse_ids(text: str, whole: str) -> list[int]:
     return ids
 
 
+def parse_devices(
+    devices: Sequence[str | DeviceSpec], device_type: str | None
+) -> tuple[list[DeviceSpec], str]:
+    """Devices given to build a mesh, and their type, which ``device_type`` (if given) must be.
+
+    TensorFlow's ``mesh_util._make_device_specs`` for a list of devices: the
+    first device says the type.
+    """
+    specs = [d if isinstance(d, DeviceSpec) else DeviceSpec.from_string(str(d)) for d in devices]
+    if not specs:
+        raise InvalidArgumentError("a mesh needs at least one device")
+    first = (specs[0].device_type or "").upper()
+    if device_type is not None and device_type.upper() != first:
+        raise InvalidArgumentError(
+            f"Conflicting devices {[s.to_string() for s in specs]} and device_type {device_type}"
+        )
+    return specs, device_type or first
+
+
 def create_mesh(
     mesh_dims: Sequence[tuple[str, int]] | dict[str, int] | None = None,
     mesh_name: str = "",
@@ -505,18 +524,7 @@ def create_mesh(
     """
     specs: list[DeviceSpec] | None = None
     if devices is not None:
-        specs = [
-            d if isinstance(d, DeviceSpec) else DeviceSpec.from_string(str(d)) for d in devices
-        ]
-        if not specs:
-            raise InvalidArgumentError("create_mesh needs at least one device")
-        if device_type is None:
-            device_type = specs[0].device_type or ""
-        if device_type.upper() != (specs[0].device_type or "").upper():
-            raise InvalidArgumentError(
-                f"Conflicting devices {[s.to_string() for s in specs]} and device_type "
-                f"{device_type}"
-            )
+        specs, device_type = parse_devices(devices, device_type)
     kind = (device_type or "CPU").upper()
     items = list(mesh_dims.items()) if isinstance(mesh_dims, dict) else list(mesh_dims or [])
     count = len(specs) if specs is not None else int(available)
