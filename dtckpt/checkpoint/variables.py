@@ -29,6 +29,17 @@ class Variable(Trackable):
     ``float32`` and ints ``int32``, TensorFlow's defaults.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Variable:
+        # A value may name the Variable class that holds it: TensorFlow's
+        # tf.Variable of a DTensor is a DTensor variable, and Variable(dtensor)
+        # is likewise a DVariable (the class comes from the value's own layer).
+        initial = args[0] if args else kwargs.get("initial_value")
+        holder = getattr(type(initial), "_variable_class", None)
+        if cls is Variable and holder is not None:
+            instance: Variable = super().__new__(holder())
+            return instance
+        return super().__new__(cls)
+
     def __init__(
         self,
         initial_value: Any,

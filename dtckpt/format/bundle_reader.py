@@ -45,6 +45,7 @@ from .index import BundleIndex
 from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
+from .slice_index import SliceIndex
 from .slices import full_slice, intersect, resolve
 from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
@@ -83,7 +84,7 @@ class BundleReader:
         self._shards: dict[int, ShardFile] = {}
         self._maps: dict[int, mmap_module.mmap] = {}
         self._source: BundleSource = LOCAL_FILES if source is None else source
-        self._boxes: dict[bytes, list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]] = {}
+        self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
         try:
             data = self._source.read_index(self.index_path)
@@ -302,17 +303,17 @@ class BundleReader:
         row = info(entry.dtype)
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
         stored = self._stored_boxes(kb, entry)
-        for stored_box, stored_entry, stored_key in stored:
-            if stored_box == box:  # rule F-RD-5: exact match, read directly
-                if stored_entry is entry:
-                    return self._read_entry(kb, entry)
-                return self._read_entry(stored_key, stored_entry)
+        exact = stored.exact(box)
+        if exact is not None:  # rule F-RD-5: exact match, read directly
+            stored_entry, stored_key = exact[1]
+            if stored_entry is entry:
+                return self._read_entry(kb, entry)
+            return self._read_entry(stored_key, stored_entry)
         shape = tuple(length for _, length in box)
-        pieces = []
-        for stored_box, stored_entry, stored_key in stored:
-            overlap = intersect(stored_box, box)
-            if overlap is not None:
-                pieces.append((stored_box, stored_entry, stored_key, overlap))
+        pieces = [
+            (stored_box, stored_entry, stored_key, overlap)
+            for stored_box, (stored_entry, stored_key), overlap in stored.overlapping(box)
+        ]
         # Every piece must lie inside its data file before anything of the
         # request's size is allocated: the request is then bounded by bytes
         # that really exist.
@@ -329,11 +330,14 @@ class BundleReader:
 
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
-    ) -> list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]:
-        # Resharding reads many boxes of one tensor: work out its stored slices once.
+    ) -> SliceIndex[tuple[BundleEntry, bytes]]:
+        # Resharding reads many boxes of one tensor: work out its stored slices once,
+        # indexed so that each request costs what it overlaps, not every slice.
         cached = self._boxes.get(key)
         if cached is None:
-            cached = self._boxes[key] = self._find_stored_boxes(key, entry)
+            found = self._find_stored_boxes(key, entry)
+            cached = SliceIndex([(box, (e, k)) for box, e, k in found])
+            self._boxes[key] = cached
         return cached
 
     def _find_stored_boxes(
