@@ -157,6 +157,15 @@ for _row_info in _TABLE:
 _ALIASES = {"half": "float16", "float": "float32", "double": "float64", "bytes": "string"}
 
 
+#: TensorFlow's C++ ``DataTypeString`` where it differs from dtckpt's name.
+_TYPE_STRINGS = {"float32": "float", "float64": "double", "float16": "half"}
+
+
+def type_string(name: str) -> str:
+    """The name TensorFlow's C++ messages give a dtype (``DataTypeString``): ``float``..."""
+    return _TYPE_STRINGS.get(name, name)
+
+
 def info(dtype: int | str | DataType | np.dtype[Any] | type) -> DTypeInfo:
     """Look up a dtype given as a ``DataType`` value, a TF name or a NumPy dtype."""
     if isinstance(dtype, (int, DataType)) and not isinstance(dtype, bool):

@@ -264,7 +264,7 @@ class Checkpoint(AutoTrackable):
                 # Checked from the index before any value is read (rule O-RS-6).
                 entry = reader.entry(obj.full_name)
                 problem = obj._restore_problem(
-                    VARIABLE_VALUE_KEY, info(entry.dtype).name, tuple(entry.shape)
+                    VARIABLE_VALUE_KEY, obj.full_name, info(entry.dtype).name, tuple(entry.shape)
                 )
                 if problem is not None:
                     raise InvalidArgumentError(
@@ -276,9 +276,7 @@ class Checkpoint(AutoTrackable):
             elif obj is not self._self_save_counter:
                 missing.append(obj.full_name)
         for obj in pending:
-            tensors = {VARIABLE_VALUE_KEY: reader.read(obj.full_name)}
-            obj._check_restore(tensors, f"{reader.prefix}: {obj.full_name}")
-            obj._restore_from_tensors(tensors)
+            obj._restore_from_tensors({VARIABLE_VALUE_KEY: reader.read(obj.full_name)})
         return NameBasedSaverStatus(missing, sorted(keys - used))
 
 

@@ -386,8 +386,9 @@ class _Step:
                 self.unused.append((node_id, attribute.name))
                 continue
             entry = reader.entry(attribute.checkpoint_key)
+            key = attribute.checkpoint_key
             problem = obj._restore_problem(
-                attribute.name, info(entry.dtype).name, tuple(entry.shape)
+                attribute.name, key, info(entry.dtype).name, tuple(entry.shape)
             )
             if problem is not None:
                 raise InvalidArgumentError(
@@ -445,7 +446,6 @@ class _Step:
                         f"cannot restore {coordinator.where(node_id)}: {exc.message}",
                         key=attribute.checkpoint_key,
                     ) from None
-            obj._check_restore(values, coordinator.where(node_id))
             obj._restore_from_tensors(values)
         for node_id in self.bound:
             obj = coordinator.bound_object(node_id)

@@ -90,11 +90,14 @@ class Trackable:
         """Attribute name -> value to save. Plain trackables save nothing."""
         return {}
 
-    def _restore_problem(self, name: str, dtype: str, shape: tuple[int, ...]) -> str | None:
-        """Why a stored value of ``dtype`` and ``shape`` cannot restore attribute ``name``.
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """Why the value stored under ``key`` (``dtype``, ``shape``) cannot restore the
+        attribute ``name``; ``None`` if it can.
 
-        Asked for every value before anything is read or assigned (rule O-RS-6);
-        ``None`` means it can.
+        Asked for every value from the index, before anything is read or assigned
+        (rule O-RS-6).
         """
         return None
 
@@ -102,8 +105,5 @@ class Trackable:
         """Read one attribute's value; sharded objects read only the blocks they need."""
         return reader.read(key)
 
-    def _check_restore(self, tensors: dict[str, Any], where: object) -> None:
-        """Raise if ``tensors`` (just read) cannot be restored into this object."""
-
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
-        """Take restored values; only called after :meth:`_check_restore` passed."""
+        """Take restored values, read after :meth:`_restore_problem` found none."""

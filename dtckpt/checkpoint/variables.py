@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import info
+from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
 from ..format.bundle_writer import as_tensor
 from .trackable import Trackable
@@ -139,24 +139,24 @@ class Variable(Trackable):
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
-    def _restore_problem(self, name: str, dtype: str, shape: tuple[int, ...]) -> str | None:
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """TensorFlow's messages: ``RestoreV2``'s for a dtype, the variable's for a shape."""
         ours = info(self.dtype).name
-        if name != VARIABLE_VALUE_KEY or (dtype == ours and shape == self.shape):
+        if name != VARIABLE_VALUE_KEY:
             return None
-        return (
-            f"the checkpoint holds {dtype} {list(shape)}, the variable {self.name} is "
-            f"{ours} {list(self.shape)}"
-        )
-
-    def _check_restore(self, tensors: dict[str, np.ndarray], where: object) -> None:
-        value = tensors.get(VARIABLE_VALUE_KEY)
-        if value is None:
-            return
-        problem = self._restore_problem(
-            VARIABLE_VALUE_KEY, info(value.dtype).name, tuple(value.shape)
-        )
-        if problem is not None:
-            raise InvalidArgumentError(f"cannot restore {where}: {problem}")
+        if dtype != ours:
+            return (
+                f"tensor_name = {key}; expected dtype {type_string(ours)} does not equal "
+                f"original dtype {type_string(dtype)}"
+            )
+        if shape != self.shape:
+            return (
+                f"Received incompatible tensor with shape {shape} when attempting to restore "
+                f"variable with shape {self.shape} and name {self.name}."
+            )
+        return None
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)

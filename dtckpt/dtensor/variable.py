@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint.variables import VARIABLE_VALUE_KEY, Variable
-from ..dtypes import info
+from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
 from ..format.bundle_reader import BundleReader
 from ..mesh import Layout, device_box, unique_shards
@@ -205,26 +205,27 @@ class DVariable(Variable):
     def _serialize_to_tensors(self) -> dict[str, Any]:
         return {VARIABLE_VALUE_KEY: self._dvalue}
 
-    def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
-        """Read only the blocks this variable's layout needs (rule D-VA-1).
-
-        A dtype or shape that differs from the checkpoint's is refused with
-        TensorFlow's ``RestoreV2`` messages, naming the key.
-        """
-        entry = reader.entry(key)
-        stored, ours = info(entry.dtype), info(self.dtype)
-        if stored.enum != ours.enum:
-            raise InvalidArgumentError(
-                f"tensor_name = {key}; expected dtype {_type_string(ours.name)} does not equal "
-                f"original dtype {_type_string(stored.name)}",
-                key=key,
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """TensorFlow's ``RestoreV2`` messages: each block is read with a slice spec."""
+        ours = info(self.dtype).name
+        if name != VARIABLE_VALUE_KEY:
+            return None
+        if dtype != ours:
+            return (
+                f"tensor_name = {key}; expected dtype {type_string(ours)} does not equal "
+                f"original dtype {type_string(dtype)}"
             )
-        if tuple(entry.shape) != self.shape:
-            raise InvalidArgumentError(
+        if shape != self.shape:
+            return (
                 f"tensor_name = {key}; shape in shape_and_slice spec {_shape(self.shape)} does "
-                f"not match the shape stored in checkpoint: {_shape(entry.shape)}",
-                key=key,
+                f"not match the shape stored in checkpoint: {_shape(shape)}"
             )
+        return None
+
+    def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
+        """Read only the blocks this variable's layout needs (rule D-VA-1)."""
         boxes = [box for box, _ in unique_shards(self.layout, self.shape)]
         # Blocks are read on several threads: file reads and checksums release the
         # GIL, so the devices' reads overlap as they would on real hardware.
@@ -238,16 +239,6 @@ class DVariable(Variable):
             handed_out.add(box)
         return DTensor(components, self.layout, self.shape)
 
-    def _check_restore(self, tensors: dict[str, Any], where: object) -> None:
-        value = tensors.get(VARIABLE_VALUE_KEY)
-        if value is None:
-            return
-        if tuple(value.shape) != self.shape or value.dtype != self.dtype:
-            raise InvalidArgumentError(
-                f"cannot restore {where}: the checkpoint holds {value.dtype} "
-                f"{list(value.shape)}, the variable {self.name} is {self.dtype} {list(self.shape)}"
-            )
-
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
@@ -255,14 +246,6 @@ class DVariable(Variable):
         if not isinstance(value, DTensor):
             value = relayout(np.asarray(value, dtype=self.dtype), self.layout)
         self._dvalue = value
-
-
-#: TensorFlow's C++ ``DataTypeString`` where it differs from the Python dtype name.
-_TYPE_STRINGS = {"float32": "float", "float64": "double", "float16": "half"}
-
-
-def _type_string(name: str) -> str:
-    return _TYPE_STRINGS.get(name, name)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
