@@ -31,7 +31,7 @@ from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFo
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.dirlock import directory_lock
-from ..format.durable import remove_stale_temporaries
+from ..format.durable import clean_if_changed, note_unchanged
 from ..format.object_graph import ObjectGraphView, encode_object_graph
 from ..pools import pool
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
@@ -312,7 +312,7 @@ class _WriteJob:
         directory = os.path.dirname(self.path) or os.curdir
         os.makedirs(directory, exist_ok=True)
         with directory_lock(directory):  # the whole save, rule S-LK-1
-            remove_stale_temporaries(directory)  # rule S-TP-2
+            clean_if_changed(directory)  # rules S-TP-2, S-TP-3
             if any(_is_sharded(value) for _, value in self.tensors):
                 # DTensors: one bundle per device, merged (dtckpt.dtensor, rule D-CK-1).
                 from ..dtensor.checkpoint import write_sharded
@@ -328,6 +328,7 @@ class _WriteJob:
                 self._write_single()
             if self.after is not None:
                 self.after(self.path)  # the state file, manager deletions: still locked
+            note_unchanged(directory)  # rule S-TP-3
         self._run_callbacks()
 
     def _write_single(self) -> None:

@@ -46,9 +46,10 @@ from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slice_index import SliceIndex
-from .slices import full_slice, intersect, resolve
+from .slices import full_slice, resolve
 from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
+from .tiling import tiling_problem
 
 __all__ = ["BundleReader"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
@@ -438,9 +439,6 @@ def _is_contiguous_box(
     return all(extent[j] == shape[j] for j in range(k + 1, len(shape)))
 
 
-_PAIRWISE_LIMIT = 64
-
-
 def _check_disjoint_spans(key: bytes, entries: list[BundleEntry], path: str) -> None:
     """No two stored slices may share data bytes (rule F-RD-6, step 1).
 
@@ -464,12 +462,7 @@ def _check_tiling(
     overlaps: list[tuple[tuple[int, int], ...]],
     path: str,
 ) -> None:
-    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules).
-
-    Few pieces are checked pairwise; many (only a forged index has thousands)
-    with an occupancy count over the request, allocated only once the pieces'
-    volumes (bounded by bytes present in the data files) could fill it.
-    """
+    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules; F-SL-7)."""
     covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
     numel = 0 if any(n == 0 for _, n in box) else 1
     for _, n in box:
@@ -477,29 +470,14 @@ def _check_tiling(
         if numel > covered:  # already short: no need to multiply out a forged shape
             break
     if covered < numel:
-        complete = False
-    elif len(overlaps) <= _PAIRWISE_LIMIT:
-        for i in range(len(overlaps)):
-            for j in range(i + 1, len(overlaps)):
-                if intersect(overlaps[i], overlaps[j]) is not None:
-                    raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = covered == numel
-    else:
-        counts = np.zeros(tuple(n for _, n in box), dtype=np.uint16)
-        for o in overlaps:
-            counts[
-                tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box, strict=True))
-            ] += 1
-        if counts.max(initial=0) > 1:
-            raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = bool(counts.all()) if numel else True
-    if not complete:
         raise InvalidArgumentError(
             f"the stored slices of {_show(key)!r} do not cover the requested slice "
             f'{[list(e) for e in box]} ("Does not have sufficient slices")',
             path=path,
             key=key,
         )
+    if tiling_problem(box, overlaps) is not None:
+        raise DataLossError("stored slices overlap", path=path, key=key)
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:

@@ -38,6 +38,8 @@ __all__ = [
     "fsync_path",
     "is_temporary_name",
     "remove_stale_temporaries",
+    "clean_if_changed",
+    "note_unchanged",
     "TEMPSTATE",
     "replace_on_success",
     "SHARDED_TEMP_SUFFIX",
@@ -239,6 +241,44 @@ def remove_stale_temporaries(directory: str) -> list[str]:
         elif entry.name.endswith(SHARDED_TEMP_SUFFIX) and entry.is_dir(follow_symlinks=False):
             removed.extend(_remove_stale_sharded_dir(entry.path))
     return removed
+
+
+#: Per directory, its (device, inode, mtime) when this process last left it clean
+#: (rule S-TP-3).
+_LEFT_CLEAN: dict[str, tuple[int, int, int]] = {}
+
+
+def _signature(directory: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(directory or os.curdir)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def clean_if_changed(directory: str) -> list[str]:
+    """:func:`remove_stale_temporaries`, unless nothing changed the directory since this
+    process last left it clean (rule S-TP-3). Call it under the directory lock.
+
+    Listing a directory costs its size; a program that saves K checkpoints into one
+    directory would otherwise pay O(K^2) for the listings alone.
+    """
+    key = os.path.abspath(directory or os.curdir)
+    signature = _signature(directory)
+    if signature is not None and _LEFT_CLEAN.get(key) == signature:
+        return []
+    _LEFT_CLEAN.pop(key, None)
+    return remove_stale_temporaries(directory)
+
+
+def note_unchanged(directory: str) -> None:
+    """Record that this process's save left ``directory`` without temporaries (S-TP-3).
+
+    Call it under the directory lock, at the end of a save that succeeded.
+    """
+    signature = _signature(directory)
+    if signature is not None:
+        _LEFT_CLEAN[os.path.abspath(directory or os.curdir)] = signature
 
 
 def _remove_stale_sharded_dir(path: str) -> list[str]:
