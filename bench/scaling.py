@@ -411,11 +411,16 @@ def dtensor_restore_setup(lib: Any, n: int, work: str) -> Case:
 
 
 def relayout_setup(lib: Any, n: int, work: str) -> Case:
+    """[x, y] -> [x, unsharded] on a (N/2 x 2) mesh: each new block gathers two old ones.
+
+    (A transposing relayout, [x, y] -> [y, x], makes every new block overlap N/4 old
+    ones: its pieces grow as N^2 whatever the implementation, so it does not measure
+    how the implementation scales.)"""
     mesh = dtensor.create_mesh([("x", n // 2), ("y", 2)], device_type="CPU")
     value = dtensor.copy_to_mesh(
         np.ones((n * 4, 64), np.float32), dtensor.Layout(["x", "y"], mesh)
     )
-    target = dtensor.Layout(["y", "x"], mesh)
+    target = dtensor.Layout(["x", dtensor.UNSHARDED], mesh)
     return Case(lambda: dtensor.relayout(value, target))
 
 
