@@ -13,12 +13,12 @@ so a damaged archive never leaves a damaged file under a member's name.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from dataclasses import dataclass
 
-from ..errors import AlreadyExistsError, DataLossError, InvalidArgumentError
-from ..format.durable import replace_on_success
+from ..errors import AlreadyExistsError, CheckpointError, DataLossError, InvalidArgumentError
 from ..progress import NULL_PROGRESS, Progress
 from .reader import ArchiveReader, MemberInfo
 
@@ -57,10 +57,26 @@ def unpack(
             _check_free(reader, info, target, overwrite)
         total = sum(info.size for info in members)
         progress.start(total, "unpack", "B")
-        for info, target in zip(members, targets, strict=True):
-            _write_member(reader, info, root, target, progress)
+        os.makedirs(root, exist_ok=True)
+        with _Directories(root) as directories:
+            for info, target in zip(members, targets, strict=True):
+                try:
+                    parent = directories.enter(info.name.split("/")[:-1], info, target)
+                    _write_member(reader, info, parent, target, progress)
+                except OSError as exc:
+                    if isinstance(exc, CheckpointError) or exc.errno not in _NAME_ERRNOS:
+                        raise
+                    raise InvalidArgumentError(
+                        f"member {info.name!r} cannot be written here: {exc.strerror}",
+                        path=target,
+                    ) from None
         progress.finish()
     return UnpackReport(len(members), total, _single_prefix(root, [m.name for m in members]))
+
+
+#: Errors that say a member's name cannot be made under the directory (too long, too deep).
+_NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
+_DIRECTORY_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _target(reader: ArchiveReader, root: str, info: MemberInfo) -> str:
@@ -85,24 +101,97 @@ def _check_free(reader: ArchiveReader, info: MemberInfo, target: str, overwrite:
         )
 
 
+class _Directories:
+    """The directory descriptor of the current member's parent, made as needed.
+
+    Each component is made and opened relative to its parent's descriptor (``mkdir`` and
+    ``open`` with ``dir_fd``), holding two descriptors at a time, so no recursion, no
+    ``PATH_MAX`` and no descriptor limit follows a member's depth, and a member costs its
+    own components (rule H-WK-1). Members come sorted, so those of one directory follow each
+    other and reuse its descriptor. A component that is a symbolic link is followed only if
+    it resolves inside ``root`` (rule A-UP-1).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.parts: list[str] | None = None
+        self.fd = -1
+
+    def __enter__(self) -> _Directories:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+        self.parts = None
+
+    def enter(self, parts: list[str], info: MemberInfo, target: str) -> int:
+        """The descriptor of the directory ``root/parts...``, made as needed."""
+        if parts == self.parts:
+            return self.fd
+        self._close()
+        fd = os.open(self.root, _DIRECTORY_FLAGS)
+        try:
+            for depth, name in enumerate(parts):
+                child = self._open_child(fd, parts[:depth], name, info, target)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.parts = fd, parts
+        return fd
+
+    def _open_child(
+        self, parent: int, above: list[str], name: str, info: MemberInfo, target: str
+    ) -> int:
+        try:
+            os.mkdir(name, dir_fd=parent)
+        except FileExistsError:
+            pass
+        try:
+            return os.open(name, _DIRECTORY_FLAGS | getattr(os, "O_NOFOLLOW", 0), dir_fd=parent)
+        except OSError:
+            path = os.path.join(self.root, *above, name)
+            if not os.path.islink(path):
+                raise
+        # A link inside the directory: followed only when it stays inside it.
+        real = os.path.realpath(path)
+        if os.path.commonpath([self.real_root, real]) != self.real_root:
+            raise InvalidArgumentError(
+                f"member {info.name!r} would be written through a link out of {self.root}",
+                path=target,
+            ) from None
+        return os.open(name, _DIRECTORY_FLAGS, dir_fd=parent)
+
+
 def _write_member(
-    reader: ArchiveReader, info: MemberInfo, root: str, target: str, progress: Progress
+    reader: ArchiveReader, info: MemberInfo, parent: int, target: str, progress: Progress
 ) -> None:
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    # A directory inside DIR may be a symbolic link to elsewhere: follow it and refuse.
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([real_root, os.path.realpath(parent)]) != real_root:
-        raise InvalidArgumentError(
-            f"member {info.name!r} would be written through a link out of {root}",
-            path=target,
-        )
-    tmp = os.path.join(parent, f".{os.path.basename(target)}.tmp{secrets.token_hex(8)}")
-    with replace_on_success(target, tmp), open(tmp, "wb") as out:
-        for chunk in reader.iter_member(info.name):
-            out.write(chunk.data)
-            progress.advance(chunk.size)
+    """Rule A-UP-2: written under a temporary name in ``parent`` (a directory descriptor),
+    renamed once every frame and the file checksum are checked."""
+    name = os.path.basename(target)
+    tmp = f".{name}.tmp{secrets.token_hex(8)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in reader.iter_member(info.name):
+                out.write(chunk.data)
+                progress.advance(chunk.size)
         reader.check_member_crc(info)  # rule A-UP-2
+        os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+    except BaseException:
+        try:
+            os.remove(tmp, dir_fd=parent)
+        except OSError:
+            pass  # the error that matters is the one raised
+        raise
 
 
 def _single_prefix(root: str, names: list[str]) -> str | None:

@@ -128,6 +128,20 @@ class Variable(Trackable):
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
+    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
+        """The stored value, once the entry's dtype and shape match (rule H-BD-8): a tensor
+        that cannot be restored here is refused before any of its data is read."""
+        if name == VARIABLE_VALUE_KEY:
+            entry = reader.entry(key)
+            stored, ours = info(entry.dtype).name, info(self._value.dtype).name
+            if stored != ours or tuple(entry.shape) != self.shape:
+                raise InvalidArgumentError(
+                    f"the checkpoint holds {stored} {list(entry.shape)}, the variable "
+                    f"{self.name} is {ours} {list(self.shape)}",
+                    key=key,
+                )
+        return reader.read(key)
+
     def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
