@@ -58,6 +58,9 @@ def read_npz(path: str) -> TensorSource:
     file = os.fdopen(open_input(path, what="an .npz file"), "rb")  # rule H-SP-1
     try:
         archive = zipfile.ZipFile(file)
+    except NotImplementedError as exc:  # a zip feature zipfile lacks ("zip file version")
+        file.close()
+        raise UnimplementedError(f"cannot read this zip archive: {exc}", path=path) from None
     except ZIP_ERRORS as exc:
         file.close()
         raise DataLossError(f"not a readable zip archive: {exc}", path=path) from None

@@ -307,7 +307,8 @@ def object_graph_target(data: bytes) -> None:
     for line in lines:
         if len(line) > limit and not line.startswith("nodes not reachable"):
             raise AssertionError(f"a tree line of {len(line)} characters (limit {limit})")
-    if len(lines) > 2 * len(graph.nodes) + 2 * sum(len(n.slot_variables) for n in graph.nodes) + 3:
+    edges = sum(len(n.children) + len(n.slot_variables) for n in graph.nodes)
+    if len(lines) > 2 + edges + len(graph.nodes):  # a line per edge, a note per deep node
         raise AssertionError(f"{len(lines)} tree lines for {len(graph.nodes)} nodes")
     for node in listed:
         if node["path"] is not None and len(node["path"]) > MAX_PATH_CHARS:

@@ -158,8 +158,9 @@ def graph_gen_target(data: bytes) -> None:
 
 
 def archive_target(data: bytes) -> None:
-    from dtckpt.archive import ArchiveReader, unpack
+    from dtckpt.archive.reader import ArchiveReader
     from dtckpt.archive.source import INDEX_RATIO, INDEX_SLACK
+    from dtckpt.archive.unpacking import unpack
     from dtckpt.checkpoint.reader import load_checkpoint
 
     directory = _fresh("archive")
@@ -345,7 +346,7 @@ def _make_special(path: pathlib.Path, kind: str, held: list[socket.socket]) -> N
 
 def _special_scene(root: pathlib.Path) -> dict[str, pathlib.Path]:
     import dtckpt
-    from dtckpt.archive import pack
+    from dtckpt.archive.writer import pack
     from dtckpt.interop.convert import convert
 
     run = root / "run"
@@ -373,7 +374,8 @@ def _special_scene(root: pathlib.Path) -> dict[str, pathlib.Path]:
 
 def _special_readers(scene: dict[str, pathlib.Path]) -> list[Callable[[], Any]]:
     import dtckpt
-    from dtckpt.archive import ArchiveReader, pack
+    from dtckpt.archive.reader import ArchiveReader
+    from dtckpt.archive.writer import pack
     from dtckpt.cli.inspect import describe
     from dtckpt.format.verify import verify_bundle
     from dtckpt.interop.convert import convert, read_tensors
