@@ -212,14 +212,16 @@ class BundleReader:
         that exist, not ``num_shards`` (rule H-WK-1). A name present may still turn out not
         to be a readable regular file when it is opened.
         """
+        base = os.path.basename(self.prefix)
         found = []
         for sibling in self._sibling_paths():
-            match = DATA_SUFFIX_RE.search(sibling)
-            if match is None or sibling[: match.start()] != self.prefix:
+            name = os.path.basename(sibling)  # however the directory was spelled
+            match = DATA_SUFFIX_RE.search(name)
+            if match is None or name[: match.start()] != base:
                 continue
             shard, total = int(match.group(1)), int(match.group(2))
             if total == self.num_shards and 0 <= shard < total:
-                if sibling == data_filename(self.prefix, shard, total):
+                if name == os.path.basename(data_filename(self.prefix, shard, total)):
                     found.append(shard)
         return sorted(set(found))
 

@@ -172,3 +172,18 @@ def test_archives_and_interop_files(
             with pytest.raises(NotFoundError, match="found a"):
                 read()
         assert not dtckpt.archive.is_archive(str(path))
+
+
+def test_data_files_are_found_however_the_prefix_is_spelled(tmp_path: pathlib.Path) -> None:
+    """Rule H-WK-1: the shards present come from one listing, matched by file name."""
+    from dtckpt.format.verify import verify_bundle
+
+    dtckpt.save_v2(str(tmp_path / "ckpt"), ["x"], [""], [np.arange(3)])
+    for spelling in (
+        f"{tmp_path}//ckpt",
+        f"{tmp_path}/./ckpt",
+        f"{tmp_path}/../{tmp_path.name}/ckpt",
+    ):
+        with dtckpt.BundleReader(spelling) as reader:
+            assert reader.present_shards() == [0]
+        assert verify_bundle(spelling).ok

@@ -5,6 +5,7 @@
     python tests/stress/fuzz_long.py --target index --runs 1000000
     python tests/stress/fuzz_long.py --target all --runs 100000        # every target in turn
     DTCKPT_DISABLE_NUMBA=1 python tests/stress/fuzz_long.py --target all --runs 100000
+    python tests/stress/fuzz_long.py --target archive --seconds 600 --runs 1000000000
     python tests/stress/fuzz_long.py --target mesh --minimize findings/mesh/ab12.bin
 
 Each target runs in a child process under atheris (libFuzzer, coverage-guided; only the
