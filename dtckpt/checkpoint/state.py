@@ -206,7 +206,7 @@ def get_checkpoint_state(
         # neither a manager nor latest_checkpoint blocks on it or reads it without end.
         raw = read_input(path, what="a state file", limit=_MAX_STATE_BYTES)
     except (DataLossError, NotFoundError) as exc:
-        _LOG.warning("Ignoring the checkpoint state file: %s", exc)
+        _LOG.debug("Ignoring the checkpoint state file: %s", exc)  # unreadable, as C-ST-2 says
         return None
     try:
         state = parse_checkpoint_state(raw.decode("utf-8", errors="surrogateescape"))

@@ -62,6 +62,12 @@ def _replace(path: pathlib.Path, kind: str, keep: list[socket.socket]) -> None:
 
 
 KINDS = ["fifo", "dev-zero", "directory", "socket"]
+_FOUND = {
+    "fifo": "a FIFO",
+    "dev-zero": "a character device",
+    "directory": "a directory",
+    "socket": "a socket",
+}
 
 
 @pytest.fixture
@@ -93,7 +99,11 @@ def test_the_helper_refuses_by_type(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("which", ["index", "data"])
 def test_bundle_files(
-    tmp_path: pathlib.Path, kind: str, which: str, sockets: list[socket.socket]
+    tmp_path: pathlib.Path,
+    kind: str,
+    which: str,
+    sockets: list[socket.socket],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     prefix = _checkpoint(tmp_path)
     name = prefix + (".index" if which == "index" else ".data-00000-of-00001")
@@ -108,7 +118,10 @@ def test_bundle_files(
         status = 1
         assert main(["verify", prefix]) == status
         if which == "index":
+            capsys.readouterr()
             assert main(["inspect", prefix]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"found {_FOUND[kind]}" in err
         else:
             assert main(["inspect", prefix]) == 0  # the listing needs only the index
         assert main(["pack", prefix, str(tmp_path / "a.dtar")]) == 1
@@ -134,14 +147,18 @@ def test_state_file(
     kind: str,
     sockets: list[socket.socket],
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     _checkpoint(tmp_path)
     _replace(tmp_path / "checkpoint", kind, sockets)
-    with deadline(), caplog.at_level(logging.WARNING, logger="dtckpt"):
+    with deadline(), caplog.at_level(logging.DEBUG, logger="dtckpt"):
         assert dtckpt.latest_checkpoint(str(tmp_path)) is None
         with pytest.raises(NotFoundError):
             dtckpt.load_checkpoint(str(tmp_path))
+        capsys.readouterr()
         assert main(["inspect", str(tmp_path)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("dtckpt: error: ") and err.count("\n") == 1  # one line
         called: list[int] = []
         checkpoint = dtckpt.Checkpoint(v=dtckpt.Variable(np.zeros(3, np.float32)))
         manager = dtckpt.CheckpointManager(
