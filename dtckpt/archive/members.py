@@ -105,7 +105,7 @@ def collect_members(path: str, exclude: Iterable[str] = ()) -> list[Member]:
 
 
 def _is_temporary(directory: str, name: str) -> bool:
-    """Rule S-TP-4: temporaries (of saves, packs, conversions) are never packed."""
+    """Rule S-TP-5: temporaries (of saves, packs, conversions) are never packed."""
     if is_temporary_name(name) or is_output_temporary_name(name):
         return True
     return directory.endswith(SHARDED_TEMP_SUFFIX) and is_sharded_part_name(name)

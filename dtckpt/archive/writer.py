@@ -82,7 +82,7 @@ def pack(
     if not os.path.isdir(directory):
         raise NotFoundError("the archive's directory does not exist", path=directory)
     progress = progress or NULL_PROGRESS
-    # Rule S-TP-4: the archive is written under a held temporary name, and the temporaries
+    # Rule S-TP-5: the archive is written under a held temporary name, and the temporaries
     # of killed packs of the same archive are removed first (and are never packed).
     with output_file(archive) as tmp:
         members = collect_members(path, exclude=[archive, tmp])

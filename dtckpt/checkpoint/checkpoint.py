@@ -26,27 +26,23 @@ from typing import Any
 import numpy as np
 
 from ..archive.paths import split_archive_path
-from ..errors import DataLossError, NotFoundError
+from ..dtypes import info
+from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.dirlock import directory_lock
-from ..format.durable import remove_stale_temporaries
-from ..format.object_graph import decode_object_graph, encode_object_graph
+from ..format.durable import clean_if_changed, note_unchanged
+from ..format.object_graph import ObjectGraphView, encode_object_graph
 from ..pools import collect, submit_save
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
 from .reader import open_bundle, resolve_checkpoint_path, resolve_save_path
-from .restore import (
-    CheckpointLoadStatus,
-    CheckpointPosition,
-    InitializationOnlyStatus,
-    NameBasedSaverStatus,
-    RestoreCoordinator,
-)
+from .restore import CheckpointPosition, RestoreCoordinator
 from .state import update_checkpoint_state
+from .status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from .trackable import Trackable
-from .variables import Variable
+from .variables import VARIABLE_VALUE_KEY, Variable
 
 __all__ = ["Checkpoint", "resolve_save_path"]
 
@@ -221,15 +217,24 @@ class Checkpoint(AutoTrackable):
                 path=reader.index_path,
                 key=OBJECT_GRAPH_PROTO_KEY,
             )
+
+        def located(exc: CheckpointError) -> CheckpointError:
+            return exc.located(path=reader.index_path, key=OBJECT_GRAPH_PROTO_KEY)
+
         try:
-            graph = decode_object_graph(raw)
+            graph = ObjectGraphView(raw)
         except DataLossError as exc:
-            raise exc.located(path=reader.index_path, key=OBJECT_GRAPH_PROTO_KEY) from None
+            raise located(exc) from None
+        del raw, value  # the view holds the one copy of the graph's bytes
         coordinator = RestoreCoordinator(
-            reader, graph, path, skip_slot_variables=options.experimental_skip_slot_variables
+            reader,
+            graph,
+            path,
+            root=self.root,
+            attached=self._attached(),
+            skip_slot_variables=options.experimental_skip_slot_variables,
+            on_error=located,
         )
-        coordinator.lookup_root = self.root
-        coordinator.attached = self._attached
         CheckpointPosition(coordinator, 0).restore(self.root)
         return CheckpointLoadStatus(coordinator, self.root, self._attached)
 
@@ -250,19 +255,28 @@ class Checkpoint(AutoTrackable):
         """
         keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
         used: set[str] = set()
-        pending, missing = [], []
-        for obj in breadth_first(self.root, self._attached())[0]:
+        pending: list[Variable] = []
+        missing = []
+        for obj in breadth_first(self.root, self._attached()).objects:
             if not isinstance(obj, Variable):
                 continue
             if obj.full_name in keys:
-                tensors = {"VARIABLE_VALUE": reader.read(obj.full_name)}
-                obj._check_restore(tensors, f"{reader.prefix}: {obj.full_name}")
-                pending.append((obj, tensors))
+                # Checked from the index before any value is read (rule O-RS-6).
+                entry = reader.entry(obj.full_name)
+                problem = obj._restore_problem(
+                    VARIABLE_VALUE_KEY, obj.full_name, info(entry.dtype).name, tuple(entry.shape)
+                )
+                if problem is not None:
+                    raise InvalidArgumentError(
+                        f"cannot restore {reader.prefix}: {obj.full_name}: {problem}",
+                        key=obj.full_name,
+                    )
+                pending.append(obj)
                 used.add(obj.full_name)
             elif obj is not self._self_save_counter:
                 missing.append(obj.full_name)
-        for obj, tensors in pending:
-            obj._restore_from_tensors(tensors)
+        for obj in pending:
+            obj._restore_from_tensors({VARIABLE_VALUE_KEY: reader.read(obj.full_name)})
         return NameBasedSaverStatus(missing, sorted(keys - used))
 
 
@@ -298,7 +312,7 @@ class _WriteJob:
         directory = os.path.dirname(self.path) or os.curdir
         os.makedirs(directory, exist_ok=True)
         with directory_lock(directory):  # the whole save, rule S-LK-1
-            remove_stale_temporaries(directory)  # rule S-TP-2
+            clean_if_changed(directory)  # rules S-TP-2, S-TP-3
             if any(_is_sharded(value) for _, value in self.tensors):
                 # DTensors: one bundle per device, merged (dtckpt.dtensor, rule D-CK-1).
                 from ..dtensor.checkpoint import write_sharded
@@ -314,6 +328,7 @@ class _WriteJob:
                 self._write_single()
             if self.after is not None:
                 self.after(self.path)  # the state file, manager deletions: still locked
+            note_unchanged(directory)  # rule S-TP-3
         self._run_callbacks()
 
     def _write_single(self) -> None:

@@ -58,6 +58,16 @@ def _wrap_in_place(container: Any) -> None:
             container[key] = wrapped
 
 
+def _element(items: list[Any] | tuple[Any, ...], name: str) -> Trackable | None:
+    """The trackable element a sequence's child ``name`` (its index in decimal) names."""
+    canonical = name.isascii() and name.isdigit() and (name == "0" or name[0] != "0")
+    if not canonical or len(name) > 19:
+        return None
+    index = int(name)
+    value = items[index] if index < len(items) else None
+    return value if isinstance(value, Trackable) else None
+
+
 def _should_wrap_tuple(items: tuple[Any, ...]) -> bool:
     return any(
         isinstance(v, Trackable)
@@ -77,6 +87,12 @@ class ListWrapper(TrackableDataStructure, list[Any]):
 
     def _trackable_children(self) -> dict[str, Trackable]:
         return self._children_from((str(i), v) for i, v in enumerate(self))
+
+    def _lookup_dependency(self, name: str) -> Trackable | None:
+        return _element(self, name)
+
+    def _child_trackables(self) -> Iterable[Trackable]:
+        return [v for v in self if isinstance(v, Trackable)]
 
     def _track_new(self, index: int, value: Any) -> None:
         if isinstance(value, Trackable):
@@ -123,6 +139,12 @@ class DictWrapper(TrackableDataStructure, dict[Any, Any]):
     def _trackable_children(self) -> dict[str, Trackable]:
         return self._children_from((str(k), v) for k, v in self.items())
 
+    def _lookup_dependency(self, name: str) -> Trackable | None:
+        value = self.get(name)
+        if value is None and not all(type(k) is str for k in self):
+            value = self._trackable_children().get(name)
+        return value if isinstance(value, Trackable) else None
+
     def __setitem__(self, key: Any, value: Any) -> None:
         value = wrap(value)
         dict.__setitem__(self, key, value)
@@ -150,6 +172,12 @@ class TupleWrapper(TrackableDataStructure, tuple[Any, ...]):
 
     def _trackable_children(self) -> dict[str, Trackable]:
         return self._children_from((str(i), v) for i, v in enumerate(self))
+
+    def _lookup_dependency(self, name: str) -> Trackable | None:
+        return _element(self, name)
+
+    def _child_trackables(self) -> Iterable[Trackable]:
+        return [v for v in self if isinstance(v, Trackable)]
 
     def __repr__(self) -> str:
         return f"TupleWrapper({tuple.__repr__(self)})"

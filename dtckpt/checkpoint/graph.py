@@ -15,7 +15,7 @@ Source: ``tensorflow/python/checkpoint/graph_view.py``, ``trackable_view.py``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,9 @@ __all__ = [
     "object_path",
     "attribute_key",
     "GraphSnapshot",
+    "Walk",
     "breadth_first",
+    "reachable",
     "build_graph",
     "children_of",
 ]
@@ -55,9 +57,9 @@ def object_path(path: Sequence[str]) -> str:
     return "/".join(escape_local_name(name) for name in path)
 
 
-def attribute_key(path: Sequence[str], attribute: str) -> str:
+def attribute_key(object_path: str, attribute: str) -> str:
     """Rule O-GR-2: ``<object path>/.ATTRIBUTES/<escaped attribute name>``."""
-    return f"{object_path(path)}/{OBJECT_ATTRIBUTES_NAME}/{escape_local_name(attribute)}"
+    return f"{object_path}/{OBJECT_ATTRIBUTES_NAME}/{escape_local_name(attribute)}"
 
 
 def children_of(
@@ -71,27 +73,72 @@ def children_of(
     return children
 
 
-def breadth_first(
-    root: Trackable, attached: dict[str, Trackable] | None = None
-) -> tuple[list[Trackable], list[tuple[str, ...]]]:
-    """Every object reachable from ``root`` once, breadth-first, with its first path (O-GR-1).
+@dataclass
+class Walk:
+    """Every object reachable from a root once, breadth-first (rule O-GR-1).
 
-    The position of an object in the list is its node id in a saved object graph.
+    ``objects[i]`` is node ``i`` of a saved object graph; ``children[i]`` its named
+    children (when kept); ``parent[i]`` and ``name[i]`` the edge that first reached it. Paths are
+    spelled out only for the objects that need one (:meth:`path`), so a deep chain
+    costs O(depth), not O(depth²).
+    """
+
+    objects: list[Trackable]
+    children: list[dict[str, Trackable]]
+    parent: list[int]
+    name: list[str]
+
+    def path(self, index: int) -> tuple[str, ...]:
+        names = []
+        while index > 0:
+            names.append(self.name[index])
+            index = self.parent[index]
+        return tuple(reversed(names))
+
+
+def breadth_first(
+    root: Trackable, attached: dict[str, Trackable] | None = None, *, keep_children: bool = False
+) -> Walk:
+    """Walk every object reachable from ``root`` once, breadth-first (rule O-GR-1).
+
+    ``keep_children`` keeps each object's children in the walk (a save needs them
+    for its node references; a status check does not).
     """
     attached = attached or {}
-    objects: list[Trackable] = [root]
-    paths: list[tuple[str, ...]] = [()]
+    walk = Walk([root], [], [-1], [""])
+    seen = {id(root)}
+    head = 0
+    while head < len(walk.objects):
+        children = children_of(walk.objects[head], root, attached)
+        if keep_children:
+            walk.children.append(children)
+        for name, child in children.items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                walk.objects.append(child)
+                walk.parent.append(head)
+                walk.name.append(name)
+        head += 1
+    return walk
+
+
+def reachable(root: Trackable, attached: dict[str, Trackable] | None = None) -> list[Trackable]:
+    """The objects of :func:`breadth_first`, in its order, without recording paths."""
+    attached = attached or {}
+    objects = [root]
     seen = {id(root)}
     head = 0
     while head < len(objects):
-        obj, path = objects[head], paths[head]
-        head += 1
-        for name, child in children_of(obj, root, attached).items():
+        obj = objects[head]
+        children: Iterable[Trackable] = obj._child_trackables()
+        if obj is root:
+            children = children_of(obj, root, attached).values()
+        for child in children:
             if id(child) not in seen:
                 seen.add(id(child))
                 objects.append(child)
-                paths.append(path + (name,))
-    return objects, paths
+        head += 1
+    return objects
 
 
 @dataclass
@@ -104,23 +151,24 @@ class GraphSnapshot:
 
 def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -> GraphSnapshot:
     """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds."""
-    attached = attached or {}
-    objects, paths = breadth_first(root, attached)
-    ids = {id(obj): node_id for node_id, obj in enumerate(objects)}
+    walk = breadth_first(root, attached, keep_children=True)
+    ids = {id(obj): node_id for node_id, obj in enumerate(walk.objects)}
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []
-    for obj, path in zip(objects, paths, strict=True):
+    for node_id, obj in enumerate(walk.objects):
         children = tuple(
-            ObjectReference(ids[id(child)], name)
-            for name, child in children_of(obj, root, attached).items()
+            ObjectReference(ids[id(child)], name) for name, child in walk.children[node_id].items()
         )
         attributes = []
-        for name, value in obj._serialize_to_tensors().items():
-            escaped = escape_local_name(name)
-            key = attribute_key(path, escaped)
+        values = obj._serialize_to_tensors()
+        if values:
+            prefix = object_path(walk.path(node_id))
             full_name = obj.full_name if isinstance(obj, Variable) else ""  # rule O-GR-4
-            attributes.append(SerializedTensor(escaped, full_name, key))
-            tensors.append((key, value))
+            for name, value in values.items():
+                escaped = escape_local_name(name)
+                key = attribute_key(prefix, escaped)  # escaped twice, as TF does
+                attributes.append(SerializedTensor(escaped, full_name, key))
+                tensors.append((key, value))
         nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))
     return GraphSnapshot(_with_value_flags(nodes), tensors)
 

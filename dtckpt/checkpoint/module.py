@@ -80,37 +80,49 @@ def _snake(name: str) -> str:
 
 
 def _leaves(value: Any) -> Iterator[Any]:
-    """``tf.nest.flatten`` order: lists/tuples in order, dicts by sorted key."""
-    if isinstance(value, dict):
-        for key in sorted(value, key=str):
-            yield from _leaves(value[key])
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _leaves(item)
-    else:
-        yield value
+    """``tf.nest.flatten`` order: lists/tuples in order, dicts by sorted key (no recursion)."""
+    stack: list[Iterator[Any]] = [iter((value,))]
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+        elif isinstance(item, dict):
+            stack.append(iter([item[key] for key in sorted(item, key=str)]))
+        elif isinstance(item, (list, tuple)):
+            stack.append(iter(item))
+        else:
+            yield item
+
+
+_DONE = object()
 
 
 def _flatten_module(module: Module) -> Iterator[Any]:
-    seen = {id(module)}
-    stack: list[int] = []
+    """Each module's own leaves, then its submodules' depth-first, each leaf once.
 
-    def visit(mod: Module) -> Iterator[Any]:
-        submodules = []
-        recurse = id(mod) not in stack
+    An explicit stack, so a chain of nested modules of any depth works.
+    """
+    seen = {id(module)}
+
+    def own_leaves(mod: Module, submodules: list[Module]) -> Iterator[Any]:
         for key in sorted(vars(mod)):
             if key.startswith("_self_"):
                 continue
             for leaf in _leaves(vars(mod)[key]):
-                if id(leaf) in seen:
-                    continue
-                seen.add(id(leaf))
-                yield leaf
-                if recurse and isinstance(leaf, Module):
-                    submodules.append(leaf)
-        stack.append(id(mod))
-        for sub in submodules:
-            yield from visit(sub)
-        stack.pop()
+                if id(leaf) not in seen:
+                    seen.add(id(leaf))
+                    yield leaf
+                    if isinstance(leaf, Module):
+                        submodules.append(leaf)
 
-    yield from visit(module)
+    first: list[Module] = []
+    yield from own_leaves(module, first)
+    pending = [iter(first)]
+    while pending:
+        sub = next(pending[-1], None)
+        if sub is None:
+            pending.pop()
+            continue
+        found: list[Module] = []
+        yield from own_leaves(sub, found)
+        pending.append(iter(found))

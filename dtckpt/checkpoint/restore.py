@@ -1,4 +1,4 @@
-"""Matching a checkpoint's object graph to live objects, and the load statuses (rules O-RS-*).
+"""Matching a checkpoint's object graph to live objects (rules O-RS-*).
 
 ::
 
@@ -7,10 +7,22 @@
                                                     └─ no:  defer under root["model"];
                                                             restored when root.model is set
 
+One binding step (an object and everything matched below it) runs in three
+phases: *match* walks the graph breadth-first, binding nodes to objects and
+checking every stored value's dtype and shape against its object from the
+bundle's index alone; *commit* records the bindings, deferred positions and
+slot variables; *assign* then reads each object's values and hands them over,
+one object at a time, so a restore holds at most one object's new values beyond
+what the objects already hold. A check that fails leaves everything as it was.
+
 Every ``restore()`` gets a fresh, increasing ``restore_uid``. An object remembers
 the uid of the last restore that assigned it, so a restore never overwrites
-values from a newer one. Values are read and checked for a whole set of
-objects before any of them is assigned: a failing restore changes nothing.
+values from a newer one.
+
+Lifetimes follow TensorFlow (rule O-RS-14): the coordinator refers to bound objects, the root
+and the attached dependencies weakly, so the deferred positions it leaves on
+objects create no reference cycle, and it closes the bundle's data files after
+each step (deferred restores reopen them).
 Source: ``tensorflow/python/checkpoint/restore.py`` and ``checkpoint.py``.
 """
 
@@ -19,25 +31,33 @@ from __future__ import annotations
 import itertools
 import logging
 import weakref
-from typing import Any
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..dtypes import info
+from ..errors import CheckpointError, InvalidArgumentError
 from ..format.bundle_reader import BundleReader
-from ..format.object_graph import TrackableObjectGraph
+from ..format.object_graph import ObjectGraphView, ObjectReference, SerializedTensor
 from .trackable import Trackable
 
-__all__ = [
-    "CheckpointPosition",
-    "RestoreCoordinator",
-    "CheckpointLoadStatus",
-    "NameBasedSaverStatus",
-    "InitializationOnlyStatus",
-]
+__all__ = ["CheckpointPosition", "RestoreCoordinator", "NodePaths"]
 
 _LOG = logging.getLogger("dtckpt")
 _UIDS = itertools.count(1)
+_LATEST_UID = [0]  # the uid of the newest restore started in this process
+
+#: A bound object: a weak reference where the object allows one, else the object.
+_Ref = Callable[[], Trackable | None]
+
+
+def _reference(obj: Trackable) -> _Ref:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # e.g. tuple subclasses cannot be weakly referenced
+        return lambda: obj
 
 
 class RestoreCoordinator:
@@ -46,31 +66,37 @@ class RestoreCoordinator:
     def __init__(
         self,
         reader: BundleReader,
-        graph: TrackableObjectGraph,
+        graph: ObjectGraphView,
         save_path: str,
+        *,
+        root: Trackable,
+        attached: dict[str, Trackable],
         skip_slot_variables: bool = False,
+        on_error: Callable[[CheckpointError], CheckpointError] = lambda exc: exc,
     ) -> None:
         self.reader = reader
         self.graph = graph
         self.save_path = save_path
         self.restore_uid = next(_UIDS)
-        self.object_by_node: dict[int, Trackable] = {}
-        self.bound_nodes: set[int] = set()  # ids only: safe to hand to the finalizer
+        _LATEST_UID[0] = self.restore_uid
+        self._objects: list[_Ref | None] = [None] * len(graph)
+        # Node ids only (never objects): shared with the finalizer that warns at the end.
+        self.bound = bytearray(len(graph))
         self.unused_attributes: list[tuple[int, str]] = []
         self.skip_slot_variables = skip_slot_variables
-        self.slot_nodes = {s.slot_variable_node_id for n in graph.nodes for s in n.slot_variables}
-        # A slot variable is reachable once its optimizer and its variable are bound.
-        self.pending_slots: dict[int, list[tuple[int, int, str]]] = {}
+        self.slot_nodes = {s.slot_variable_node_id for _, s in graph.slot_variables}
+        # A slot variable is reachable once its variable is bound (rule O-RS-7).
+        self.pending_slots: dict[int, list[tuple[int, str]]] = {}
         if not skip_slot_variables:
-            for node_id, node in enumerate(graph.nodes):
-                for slot in node.slot_variables:
-                    self.pending_slots.setdefault(slot.original_variable_node_id, []).append(
-                        (node_id, slot.slot_variable_node_id, slot.slot_name)
-                    )
-        self.paths = _node_paths(graph)
-        # The checkpoint's root object and its attached dependencies (Checkpoint(root, **kw)).
-        self.lookup_root: Trackable | None = None
-        self.attached: Any = dict
+            for _owner, slot in graph.slot_variables:
+                self.pending_slots.setdefault(slot.original_variable_node_id, []).append(
+                    (slot.slot_variable_node_id, slot.slot_name)
+                )
+        self.paths = NodePaths(graph)
+        self._root = _reference(root)
+        self._attached = {name: _reference(obj) for name, obj in attached.items()}
+        self._on_error = on_error  # adds the object graph's file and key to parse errors
+        self._value_flags: list[bool] | None = None
         self._flags = {"expect_partial": False}
         # The finalizer gets the shared state, never ``self`` (that would keep it alive).
         weakref.finalize(
@@ -78,7 +104,7 @@ class RestoreCoordinator:
             _warn_unused,
             graph,
             self.paths,
-            self.bound_nodes,
+            self.bound,
             self.unused_attributes,
             self._flags,
             self.slot_nodes if skip_slot_variables else set(),
@@ -92,20 +118,68 @@ class RestoreCoordinator:
     def expect_partial(self, value: bool) -> None:
         self._flags["expect_partial"] = value
 
+    def attributes(self, node_id: int) -> list[SerializedTensor]:
+        try:
+            return self.graph.attributes(node_id)
+        except CheckpointError as exc:
+            raise self._on_error(exc) from None
+
+    def children(self, node_id: int) -> Iterator[ObjectReference]:
+        try:
+            yield from self.graph.children(node_id)
+        except CheckpointError as exc:
+            raise self._on_error(exc) from None
+
+    def bound_object(self, node_id: int) -> Trackable | None:
+        """The live object bound to ``node_id``, if any."""
+        ref = self._objects[node_id]
+        return None if ref is None else ref()
+
+    def bound_objects(self) -> Iterator[tuple[int, Trackable]]:
+        """Every bound node with its object, objects that no longer exist left out."""
+        for node_id, ref in enumerate(self._objects):
+            obj = None if ref is None else ref()
+            if obj is not None:
+                yield node_id, obj
+
+    def bind(self, node_id: int, obj: Trackable) -> None:
+        self._objects[node_id] = _reference(obj)
+        self.bound[node_id] = 1
+
+    def unbind(self, node_id: int) -> None:
+        self._objects[node_id] = None
+        self.bound[node_id] = 0
+
+    def is_newest(self) -> bool:
+        """No restore started after this one: then exactly the objects this restore bound
+        carry its uid (rule O-RS-5), and membership needs no table of identities."""
+        return _LATEST_UID[0] == self.restore_uid
+
     def lookup(self, obj: Trackable, name: str) -> Trackable | None:
         child = obj._lookup_dependency(name)
-        if child is None and obj is self.lookup_root:
-            child = self.attached().get(name)
+        if child is None and obj is self._root():
+            ref = self._attached.get(name)
+            child = None if ref is None else ref()
         return child
 
-    def where(self, node_id: int) -> str:
-        return f"{self.save_path}: (root).{self.paths.get(node_id, f'<node {node_id}>')}"
+    def where(self, node_id: int) -> NodeLocation:
+        """``SAVE_PATH: (root).a.b``, spelled out only when printed (O(depth), never per node)."""
+        return NodeLocation(self.save_path, self.paths, node_id)
+
+    def has_values(self, node_id: int) -> bool:
+        """Whether the node or anything below it holds a value (rules O-GR-3, O-RS-3)."""
+        flag = self.graph.has_checkpoint_values(node_id)
+        if flag is not None:
+            return flag
+        if self._value_flags is None:  # a graph written without the flags: derive all at once
+            self._value_flags = _value_flags(self.graph)
+        return self._value_flags[node_id]
 
 
 def _warn_unused(
-    graph: TrackableObjectGraph,
-    paths: dict[int, str],
-    bound_nodes: set[int],
+    graph: ObjectGraphView,
+    paths: NodePaths,
+    bound: bytearray,
     unused_attributes: list[tuple[int, str]],
     flags: dict[str, bool],
     skipped: set[int],
@@ -114,16 +188,16 @@ def _warn_unused(
     if flags["expect_partial"]:
         return
     lines = []
-    for node_id, node in enumerate(graph.nodes):
-        if node.attributes and node_id not in bound_nodes and node_id not in skipped:
+    for node_id in range(len(graph)):
+        if graph.has_attributes(node_id) and not bound[node_id] and node_id not in skipped:
             lines.append(
                 "Value in checkpoint could not be found in the restored object: "
-                f"(root).{paths.get(node_id, f'<node {node_id}>')}"
+                f"(root).{paths.path(node_id)}"
             )
     for node_id, name in unused_attributes:
         lines.append(
             "An attribute in the restored object could not be found in the checkpoint. "
-            f"Object: (root).{paths.get(node_id, '')}, attribute: {name}"
+            f"Object: (root).{paths.path(node_id)}, attribute: {name}"
         )
     if lines:
         _LOG.warning(
@@ -134,21 +208,90 @@ def _warn_unused(
             _LOG.warning(line)
 
 
-def _node_paths(graph: TrackableObjectGraph) -> dict[int, str]:
-    paths = {0: ""}
-    queue = [0]
-    head = 0
-    while head < len(queue):
-        node_id = queue[head]
-        head += 1
-        for child in graph.nodes[node_id].children:
-            if child.node_id not in paths:
-                prefix = paths[node_id]
-                paths[child.node_id] = (
-                    f"{prefix}.{child.local_name}" if prefix else child.local_name
-                )
-                queue.append(child.node_id)
-    return paths
+class NodePaths:
+    """Each node's first parent and local name, breadth-first from the root (node 0).
+
+    Built on first use (a message needs a path), by one walk over the graph. A
+    node's dotted path is then spelled out by walking up: storing every path as
+    a string would cost O(depth) per node, quadratic for a deep chain.
+    """
+
+    def __init__(self, graph: ObjectGraphView) -> None:
+        self._graph = graph
+        self._parent: list[int] | None = None
+        self._name: list[str] = []
+
+    def _build(self) -> list[int]:
+        count = len(self._graph)
+        parent = [-1] * count
+        self._name = [""] * count
+        reached = bytearray(count)
+        queue = deque([0] if count else [])
+        if count:
+            reached[0] = 1
+        while queue:
+            node_id = queue.popleft()
+            for child in self._graph.children(node_id):
+                if not reached[child.node_id]:
+                    reached[child.node_id] = 1
+                    parent[child.node_id] = node_id
+                    self._name[child.node_id] = child.local_name
+                    queue.append(child.node_id)
+        for node_id in range(1, count):
+            if not reached[node_id]:
+                parent[node_id] = -2  # no edge reaches it
+        self._parent = parent
+        return parent
+
+    def path(self, node_id: int) -> str:
+        """``a.b.c``; empty for the root; ``<node N>`` for a node no edge reaches."""
+        try:
+            parent = self._parent if self._parent is not None else self._build()
+        except CheckpointError:
+            return f"<node {node_id}>"  # a damaged graph: the id is all that can be said
+        if not 0 <= node_id < len(parent) or parent[node_id] == -2:
+            return f"<node {node_id}>"
+        names = []
+        while node_id > 0:
+            names.append(self._name[node_id])
+            node_id = parent[node_id]
+        return ".".join(reversed(names))
+
+
+class NodeLocation:
+    """Where a node is, for messages: formats as ``SAVE_PATH: (root).a.b``."""
+
+    __slots__ = ("_save_path", "_paths", "_node_id")
+
+    def __init__(self, save_path: str, paths: NodePaths, node_id: int) -> None:
+        self._save_path, self._paths, self._node_id = save_path, paths, node_id
+
+    def __str__(self) -> str:
+        return f"{self._save_path}: (root).{self._paths.path(self._node_id)}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _value_flags(graph: ObjectGraphView) -> list[bool]:
+    """Rule O-GR-3 for a whole graph: a node has values if it or anything below it saves one."""
+    parents: list[list[int]] = [[] for _ in range(len(graph))]
+    flags = [False] * len(graph)
+    pending = []
+    slot_owners = {s.slot_variable_node_id for _, s in graph.slot_variables}
+    slot_owners |= {owner for owner, _ in graph.slot_variables}
+    for node_id in range(len(graph)):
+        for child in graph.children(node_id):
+            parents[child.node_id].append(node_id)
+        if graph.has_attributes(node_id) or node_id in slot_owners:
+            flags[node_id] = True
+            pending.append(node_id)
+    while pending:
+        for parent in parents[pending.pop()]:
+            if not flags[parent]:
+                flags[parent] = True
+                pending.append(parent)
+    return flags
 
 
 class CheckpointPosition:
@@ -163,268 +306,148 @@ class CheckpointPosition:
         return self.coordinator.restore_uid
 
     def restore(self, trackable: Trackable) -> None:
-        """Bind ``trackable`` and everything below it; read, check, then assign (rule O-RS-2).
+        """Bind ``trackable`` and everything below it, check, commit, assign (rules O-RS-2, -6)."""
+        step = _Step(self.coordinator)
+        try:
+            try:
+                step.match(self.node_id, trackable)
+            except BaseException:
+                step.unbind()
+                raise
+            step.commit()
+            step.assign()
+        finally:
+            self.coordinator.reader.close_files()  # reopened by a later deferred restore
 
-        The walk only collects: bindings, deferred positions, slot variables and
-        values are committed after every value has passed its check, so a
-        failing restore leaves objects, slots and pending restorations as they
-        were (rule O-RS-6).
-        """
+
+class _Step:
+    """One binding step: the object passed in and everything matched below it.
+
+    Nodes are bound in the coordinator's table as they are matched (undone if a
+    check fails), and the step keeps only node ids, in compact arrays: its
+    bookkeeping costs a few bytes a node.
+    """
+
+    def __init__(self, coordinator: RestoreCoordinator) -> None:
+        self.coordinator = coordinator
+        self.bound = array("q")  # nodes bound by this step, in walk order
+        self.with_values = array("q")  # those with attributes
+        self.deferrals: list[tuple[Trackable, str, int]] = []
+        self.slots: list[tuple[Trackable, str, Trackable]] = []
+        self.unused: list[tuple[int, str]] = []
+
+    def match(self, node_id: int, trackable: Trackable) -> None:
+        """Bind breadth-first and check every stored value against its object (O-RS-2, O-RS-6)."""
         coordinator = self.coordinator
-        graph = coordinator.graph
-        bound: dict[int, Trackable] = {}
-        assignments: list[tuple[Trackable, dict[str, np.ndarray], int]] = []
-        deferrals: list[tuple[Trackable, str, CheckpointPosition]] = []
-        slots: list[tuple[Trackable, str, Trackable]] = []
-        unused: list[tuple[int, str]] = []
-        queue: list[tuple[int, Trackable]] = [(self.node_id, trackable)]
+        queue = deque([(node_id, trackable)])
         while queue:
-            node_id, obj = queue.pop(0)
-            current = coordinator.object_by_node.get(node_id, bound.get(node_id))
-            if current is not None:
-                if current is not obj:
+            node_id, obj = queue.popleft()
+            if coordinator.bound[node_id]:
+                if coordinator.bound_object(node_id) is not obj:
                     _LOG.warning(
                         "Inconsistent references when loading the checkpoint into this object "
                         "graph: %s is already bound to another object.",
                         coordinator.where(node_id),
                     )
                 continue
-            bound[node_id] = obj
-            obj._maybe_initialize_trackable()
-            node = graph.nodes[node_id]
-            values, ignored = self._read_attributes(node_id, obj)
-            assignments.append((obj, values, node_id))
-            unused.extend(ignored)
-            for child in node.children:
+            coordinator.bind(node_id, obj)
+            self.bound.append(node_id)
+            if coordinator.graph.has_attributes(node_id):
+                self.with_values.append(node_id)
+                self._check_values(node_id, coordinator.attributes(node_id), obj)
+            for child in coordinator.children(node_id):
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
                     queue.append((child.node_id, child_obj))
-                elif _has_values(graph, child.node_id):  # deferred (rule O-RS-3)
-                    deferrals.append(
-                        (obj, child.local_name, CheckpointPosition(coordinator, child.node_id))
-                    )
-            for _optimizer_node, slot_node, slot_name in coordinator.pending_slots.get(node_id, []):
-                if slot_node in coordinator.object_by_node or slot_node in bound:
+                elif coordinator.has_values(child.node_id):  # deferred (rule O-RS-3)
+                    self.deferrals.append((obj, child.local_name, child.node_id))
+            for slot_node, slot_name in coordinator.pending_slots.get(node_id, ()):
+                if coordinator.bound[slot_node]:
                     continue
-                slot = _slot_for(coordinator, obj, slot_node)
+                slot = self._new_slot(obj, slot_node)
                 if slot is not None:
-                    slots.append((obj, slot_name, slot))
+                    self.slots.append((obj, slot_name, slot))  # keeps the new slot alive
                     queue.append((slot_node, slot))
-        for obj, tensors, node_id in assignments:
-            obj._check_restore(tensors, coordinator.where(node_id))
-        # Everything checked: commit.
-        coordinator.object_by_node.update(bound)
-        coordinator.bound_nodes.update(bound)
-        coordinator.unused_attributes.extend(unused)
-        for obj, name, position in deferrals:
-            obj._defer_restoration(name, position)
-        for variable, slot_name, slot in slots:
-            variable._slots[slot_name] = slot  # type: ignore[attr-defined]
-        for obj, tensors, _ in assignments:
-            if obj._self_update_uid > coordinator.restore_uid:
-                continue  # a newer restore already set this object (rule O-RS-5)
-            obj._restore_from_tensors(tensors)
-            object.__setattr__(obj, "_self_update_uid", coordinator.restore_uid)
 
-    def _read_attributes(
-        self, node_id: int, obj: Trackable
-    ) -> tuple[dict[str, np.ndarray], list[tuple[int, str]]]:
-        # The keys stored in the graph, never recomputed ones (rule O-RS-4).
-        coordinator = self.coordinator
-        node = coordinator.graph.nodes[node_id]
-        if not node.attributes:
-            return {}, []
-        wanted = set(obj._serialize_to_tensors())
-        values = {}
-        unused = []
-        for attribute in node.attributes:
-            if attribute.name not in wanted:
-                unused.append((node_id, attribute.name))
+    def unbind(self) -> None:
+        """A check failed: forget this step's bindings, leaving the coordinator as it was."""
+        for node_id in self.bound:
+            self.coordinator.unbind(node_id)
+
+    def _check_values(
+        self, node_id: int, attributes: list[SerializedTensor], obj: Trackable
+    ) -> None:
+        # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
+        # index is consulted here, no value is read.
+        reader = self.coordinator.reader
+        saved = obj._serialize_to_tensors()
+        for attribute in attributes:
+            if attribute.name not in saved:
+                self.unused.append((node_id, attribute.name))
                 continue
-            try:
-                values[attribute.name] = obj._read_checkpoint_value(
-                    coordinator.reader, attribute.name, attribute.checkpoint_key
-                )
-            except InvalidArgumentError as exc:
+            entry = reader.entry(attribute.checkpoint_key)
+            key = attribute.checkpoint_key
+            problem = obj._restore_problem(
+                attribute.name, key, info(entry.dtype).name, tuple(entry.shape)
+            )
+            if problem is not None:
                 raise InvalidArgumentError(
-                    f"cannot restore {coordinator.where(node_id)}: {exc.message}",
+                    f"cannot restore {self.coordinator.where(node_id)}: {problem}",
                     key=attribute.checkpoint_key,
-                ) from None
-        return values, unused
+                )
 
+    def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:
+        """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
 
-def _slot_for(
-    coordinator: RestoreCoordinator, variable: Trackable, slot_node: int
-) -> Trackable | None:
-    """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
-
-    dtckpt has no optimizers: when a variable with optimizer slots in the
-    checkpoint is bound, each slot is restored into a new :class:`Variable`,
-    kept (once the restore commits) in the variable's ``slots`` mapping.
-    """
-    from .variables import Variable
-
-    if not isinstance(variable, Variable):
-        return None
-    node = coordinator.graph.nodes[slot_node]
-    if not node.attributes:
-        return None
-    value = coordinator.reader.read(node.attributes[0].checkpoint_key)
-    return Variable(
-        np.zeros_like(value), name=node.attributes[0].full_name or None, trainable=False
-    )
-
-
-def _has_values(graph: TrackableObjectGraph, node_id: int) -> bool:
-    flag = graph.nodes[node_id].has_checkpoint_values
-    if flag is not None:
-        return flag
-    seen = set()
-    stack = [node_id]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        node = graph.nodes[current]
-        if node.attributes or node.slot_variables:
-            return True
-        stack.extend(c.node_id for c in node.children)
-    return False
-
-
-def _objects_with_attributes(objects: list[Trackable]) -> list[Trackable]:
-    return [o for o in objects if o._serialize_to_tensors()]
-
-
-class _Status:
-    def expect_partial(self) -> _Status:
-        return self
-
-    def run_restore_ops(self, session: Any = None) -> None:
-        """Eager only: restores already ran."""
-
-    def initialize_or_restore(self, session: Any = None) -> None:
-        """Eager only: restores already ran."""
-
-
-class CheckpointLoadStatus(_Status):
-    """What ``Checkpoint.restore``/``read`` return for an object-based checkpoint."""
-
-    def __init__(self, coordinator: RestoreCoordinator, root: Trackable, attached: Any) -> None:
-        self._coordinator = coordinator
-        self._root = root
-        self._attached = attached
-
-    def _live_objects(self) -> list[Trackable]:
-        from .graph import breadth_first
-
-        return breadth_first(self._root, self._attached())[0]
-
-    def assert_consumed(self) -> CheckpointLoadStatus:
-        """Every checkpointed value was matched to an object, and every object to a value.
-
-        Rule O-RS-10.
+        dtckpt has no optimizers: when a variable with optimizer slots in the
+        checkpoint is bound, each slot is restored into a new :class:`Variable`,
+        kept (once the restore commits) in the variable's ``slots`` mapping.
         """
-        self.assert_existing_objects_matched()
-        coordinator = self._coordinator
-        for node_id, node in enumerate(coordinator.graph.nodes):
-            if not node.attributes:
-                continue
-            if coordinator.skip_slot_variables and node_id in coordinator.slot_nodes:
-                continue
-            if node_id not in coordinator.object_by_node:
-                raise AssertionError(
-                    f"Unresolved object in checkpoint {coordinator.where(node_id)}: "
-                    f"attributes {[a.checkpoint_key for a in node.attributes]}"
-                )
-        if coordinator.unused_attributes:
-            raise AssertionError(
-                "Unused attributes in these objects (the checkpoint has values the objects "
-                "do not take): "
-                + ", ".join(f"{coordinator.where(n)} {a}" for n, a in coordinator.unused_attributes)
-            )
-        return self
+        from .variables import Variable
 
-    def assert_existing_objects_matched(self) -> CheckpointLoadStatus:
-        """Every object that exists now and saves values was restored (rule O-RS-11)."""
-        coordinator = self._coordinator
-        for node_id, obj in coordinator.object_by_node.items():
-            if obj._self_update_uid < coordinator.restore_uid:
-                raise AssertionError(
-                    f"Object {coordinator.where(node_id)} not assigned a value from checkpoint."
-                )
-        bound = {id(o) for o in coordinator.object_by_node.values()}
-        unmatched = [
-            o for o in _objects_with_attributes(self._live_objects()) if id(o) not in bound
-        ]
-        if unmatched:
-            raise AssertionError(
-                "Some Python objects were not bound to checkpointed values, likely due to "
-                f"changes in the Python program: {unmatched}"
-            )
-        return self
+        if not isinstance(variable, Variable):
+            return None
+        attributes = self.coordinator.attributes(slot_node)
+        if not attributes:
+            return None
+        entry = self.coordinator.reader.entry(attributes[0].checkpoint_key)
+        row = info(entry.dtype)
+        placeholder = np.zeros(tuple(entry.shape), dtype=row.numpy)
+        return Variable(placeholder, name=attributes[0].full_name or None, trainable=False)
 
-    def assert_nontrivial_match(self) -> CheckpointLoadStatus:
-        """More than the root object was matched (rule O-RS-12)."""
-        coordinator = self._coordinator
-        if len(coordinator.object_by_node) <= 1:
-            bound = {id(o) for o in coordinator.object_by_node.values()}
-            unmatched = [
-                o for o in _objects_with_attributes(self._live_objects()) if id(o) not in bound
-            ]
-            if unmatched:
-                raise AssertionError(
-                    "Nothing except the root object matched a checkpointed value. Typically "
-                    "this means that the checkpoint does not match the Python program. The "
-                    f"following objects have no matching checkpointed value: {unmatched}"
-                )
-            raise AssertionError(
-                f"Nothing to load. No dependencies have been added to {self._root} yet."
-            )
-        return self
+    def commit(self) -> None:
+        """Everything checked: record unused values, deferred positions and slots."""
+        coordinator = self.coordinator
+        coordinator.unused_attributes.extend(self.unused)
+        for obj, name, node_id in self.deferrals:
+            obj._defer_restoration(name, CheckpointPosition(coordinator, node_id))
+        for variable, slot_name, slot in self.slots:
+            variable._slots[slot_name] = slot  # type: ignore[attr-defined]
 
-    def expect_partial(self) -> CheckpointLoadStatus:
-        """Silence the warnings about checkpointed values that were not used (rule O-RS-13)."""
-        self._coordinator.expect_partial = True
-        return self
-
-
-class NameBasedSaverStatus(_Status):
-    """Status of restoring a name-based (TF1 ``Saver``) checkpoint: every check is consumption."""
-
-    def __init__(self, missing: list[str], unused: list[str]) -> None:
-        self._missing = missing
-        self._unused = unused
-
-    def assert_consumed(self) -> NameBasedSaverStatus:
-        if self._missing:
-            raise AssertionError(
-                f"Some objects had attributes which were not restored: {self._missing}"
-            )
-        return self
-
-    def assert_existing_objects_matched(self) -> NameBasedSaverStatus:
-        return self.assert_consumed()
-
-    def assert_nontrivial_match(self) -> NameBasedSaverStatus:
-        return self.assert_consumed()
-
-    def expect_partial(self) -> NameBasedSaverStatus:
-        return self
-
-
-class InitializationOnlyStatus(_Status):
-    """``restore(None)``: nothing was restored, so every assertion fails."""
-
-    def assert_consumed(self) -> InitializationOnlyStatus:
-        raise AssertionError("No checkpoint specified (save_path=None); nothing is being restored.")
-
-    def assert_existing_objects_matched(self) -> InitializationOnlyStatus:
-        raise AssertionError("No checkpoint specified (save_path=None); nothing is being restored.")
-
-    def assert_nontrivial_match(self) -> InitializationOnlyStatus:
-        raise AssertionError("No checkpoint specified (save_path=None); nothing is being restored.")
-
-    def expect_partial(self) -> InitializationOnlyStatus:
-        return self
+    def assign(self) -> None:
+        """Read each object's values and hand them over, one object at a time (O-RS-4, -5)."""
+        coordinator = self.coordinator
+        uid = coordinator.restore_uid
+        for node_id in self.with_values:
+            obj = coordinator.bound_object(node_id)
+            if obj is None or obj._self_update_uid > uid:
+                continue  # a newer restore already set this object (rule O-RS-5)
+            saved = obj._serialize_to_tensors()
+            values = {}
+            for attribute in coordinator.attributes(node_id):
+                if attribute.name not in saved:
+                    continue
+                try:
+                    values[attribute.name] = obj._read_checkpoint_value(
+                        coordinator.reader, attribute.name, attribute.checkpoint_key
+                    )
+                except InvalidArgumentError as exc:
+                    raise InvalidArgumentError(
+                        f"cannot restore {coordinator.where(node_id)}: {exc.message}",
+                        key=attribute.checkpoint_key,
+                    ) from None
+            obj._restore_from_tensors(values)
+        for node_id in self.bound:
+            obj = coordinator.bound_object(node_id)
+            if obj is not None and obj._self_update_uid < uid:
+                object.__setattr__(obj, "_self_update_uid", uid)

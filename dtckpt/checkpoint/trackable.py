@@ -13,9 +13,8 @@ Mirrors ``tensorflow/python/trackable/base.py``. A trackable has
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 if TYPE_CHECKING:
     from .restore import CheckpointPosition
@@ -28,62 +27,83 @@ class Trackable:
 
     Subclasses need not call ``__init__``: the bookkeeping is created on first use,
     as in TensorFlow, so that mixing in ``Trackable`` never breaks a constructor.
+    An object that has no children and no pending restorations carries none of it.
     """
 
-    _self_dependencies: dict[str, Trackable]
-    _self_deferred: dict[str, list[CheckpointPosition]]
-    _self_update_uid: int
+    # Class-level defaults, replaced per object on first use. (Reading ``self.__dict__``
+    # instead would make CPython build a dict for every object it touches.)
+    _self_dependencies: dict[str, Trackable] | None = None
+    _self_deferred: dict[str, list[CheckpointPosition]] | None = None
+    #: The uid of the restore that last assigned this object (rule O-RS-5); set per object.
+    _self_update_uid: int = -1
 
     def _maybe_initialize_trackable(self) -> None:
-        if "_self_dependencies" not in self.__dict__:
+        if self._self_dependencies is None:
             object.__setattr__(self, "_self_dependencies", {})
-            object.__setattr__(self, "_self_deferred", {})
-            object.__setattr__(self, "_self_update_uid", -1)
 
     # -- dependencies --------------------------------------------------------
     def _trackable_children(self) -> dict[str, Trackable]:
         """Named children, in tracking order (what a checkpoint of this object holds)."""
-        self._maybe_initialize_trackable()
-        return dict(self._self_dependencies)
+        dependencies = self._self_dependencies
+        return dict(dependencies) if dependencies else {}
+
+    def _child_trackables(self) -> Iterable[Trackable]:
+        """The children of :meth:`_trackable_children` without their names (walks that only
+        need the objects, e.g. status checks, skip building names)."""
+        return self._trackable_children().values()
 
     def _lookup_dependency(self, name: str) -> Trackable | None:
-        return self._trackable_children().get(name)
+        """The child ``name``, or None; O(1), since restores look up every child once."""
+        dependencies = self._self_dependencies
+        return dependencies.get(name) if dependencies else None
 
     def _track_trackable(self, trackable: Trackable, name: str) -> Trackable:
         """Record ``trackable`` as the child ``name`` and restore it if a restore waits for it."""
         self._maybe_initialize_trackable()
+        assert self._self_dependencies is not None
         self._self_dependencies[name] = trackable
         self._handle_deferred(name, trackable)
         return trackable
 
     def _handle_deferred(self, name: str, trackable: Trackable) -> None:
-        positions = (
-            self._self_deferred.pop(name, None) if "_self_deferred" in self.__dict__ else None
-        )
+        deferred = self._self_deferred
+        positions = deferred.pop(name, None) if deferred else None
         if positions:
             # Newest restore last, so that it wins (rule O-RS-5).
             for position in sorted(positions, key=lambda p: p.restore_uid):
                 position.restore(trackable)
 
     def _untrack(self, name: str) -> None:
-        self._maybe_initialize_trackable()
-        self._self_dependencies.pop(name, None)
+        dependencies = self._self_dependencies
+        if dependencies:
+            dependencies.pop(name, None)
 
     def _defer_restoration(self, name: str, position: CheckpointPosition) -> None:
-        self._maybe_initialize_trackable()
-        self._self_deferred.setdefault(name, []).append(position)
+        deferred = self._self_deferred
+        if deferred is None:
+            deferred = {}
+            object.__setattr__(self, "_self_deferred", deferred)
+        deferred.setdefault(name, []).append(position)
 
     # -- checkpointed values -------------------------------------------------
-    def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
+    def _serialize_to_tensors(self) -> dict[str, Any]:
         """Attribute name -> value to save. Plain trackables save nothing."""
         return {}
+
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """Why the value stored under ``key`` (``dtype``, ``shape``) cannot restore the
+        attribute ``name``; ``None`` if it can.
+
+        Asked for every value from the index, before anything is read or assigned
+        (rule O-RS-6).
+        """
+        return None
 
     def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
         """Read one attribute's value; sharded objects read only the blocks they need."""
         return reader.read(key)
 
-    def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
-        """Raise if ``tensors`` cannot be restored into this object (before anything changes)."""
-
-    def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
-        """Take restored values; only called after :meth:`_check_restore` passed."""
+    def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
+        """Take restored values, read after :meth:`_restore_problem` found none."""

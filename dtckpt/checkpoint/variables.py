@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import info
+from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
 from ..format.bundle_writer import as_tensor
 from .trackable import Trackable
@@ -28,6 +28,17 @@ class Variable(Trackable):
     TensorFlow; ``initial_value`` may be a callable. Python floats become
     ``float32`` and ints ``int32``, TensorFlow's defaults.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Variable:
+        # A value may name the Variable class that holds it: TensorFlow's
+        # tf.Variable of a DTensor is a DTensor variable, and Variable(dtensor)
+        # is likewise a DVariable (the class comes from the value's own layer).
+        initial = args[0] if args else kwargs.get("initial_value")
+        holder = getattr(type(initial), "_variable_class", None)
+        if cls is Variable and holder is not None:
+            instance: Variable = super().__new__(holder())
+            return instance
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -128,30 +139,24 @@ class Variable(Trackable):
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
-    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
-        """The stored value, once the entry's dtype and shape match (rule H-BD-8): a tensor
-        that cannot be restored here is refused before any of its data is read."""
-        if name == VARIABLE_VALUE_KEY:
-            entry = reader.entry(key)
-            stored, ours = info(entry.dtype).name, info(self._value.dtype).name
-            if stored != ours or tuple(entry.shape) != self.shape:
-                raise InvalidArgumentError(
-                    f"the checkpoint holds {stored} {list(entry.shape)}, the variable "
-                    f"{self.name} is {ours} {list(self.shape)}",
-                    key=key,
-                )
-        return reader.read(key)
-
-    def _check_restore(self, tensors: dict[str, np.ndarray], where: str) -> None:
-        value = tensors.get(VARIABLE_VALUE_KEY)
-        if value is None:
-            return
-        stored, ours = info(value.dtype).name, info(self._value.dtype).name
-        if stored != ours or tuple(value.shape) != self.shape:
-            raise InvalidArgumentError(
-                f"cannot restore {where}: the checkpoint holds {stored} {list(value.shape)}, "
-                f"the variable {self.name} is {ours} {list(self.shape)}"
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """TensorFlow's messages: ``RestoreV2``'s for a dtype, the variable's for a shape."""
+        ours = info(self.dtype).name
+        if name != VARIABLE_VALUE_KEY:
+            return None
+        if dtype != ours:
+            return (
+                f"tensor_name = {key}; expected dtype {type_string(ours)} does not equal "
+                f"original dtype {type_string(dtype)}"
             )
+        if shape != self.shape:
+            return (
+                f"Received incompatible tensor with shape {shape} when attempting to restore "
+                f"variable with shape {self.shape} and name {self.name}."
+            )
+        return None
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)

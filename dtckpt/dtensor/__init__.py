@@ -3,17 +3,56 @@
 ::
 
     mesh = dtensor.create_mesh([("x", 2), ("y", 4)], device_type="CPU")
-    w = dtensor.DVariable(dtensor.call_with_layout(np.zeros, dtensor.Layout(["x", "y"], mesh),
-                                                   shape=(4, 8), dtype=np.float32))
+    w = dtensor.DVariable(np.zeros((4, 8), np.float32), layout=dtensor.Layout(["x", "y"], mesh))
+    w.assign_add(dtensor.copy_to_mesh(np.ones((4, 8), np.float32), w.layout))
     dtensor.DTensorCheckpoint(mesh, w=w).save("/tmp/ckpt")   # one bundle per device, merged
 
 A checkpoint restores into any mesh and layout: each device reads only the
 blocks that overlap its own.
 """
 
-from ..mesh import MATCH, UNSHARDED, Layout, Mesh, create_mesh
+from ..mesh import (
+    MATCH,
+    UNSHARDED,
+    DeviceSpec,
+    Layout,
+    LayoutProto,
+    LayoutType,
+    Mesh,
+    MeshDimension,
+    MeshProto,
+)
+from . import numpy_util
+from .api import (
+    call_with_layout,
+    check_layout,
+    copy_to_mesh,
+    default_mesh,
+    device_name,
+    fetch_layout,
+    get_default_mesh,
+    is_dtensor,
+    pack,
+    relayout,
+    relayout_like,
+    run_on,
+    unpack,
+)
 from .checkpoint import DTensorCheckpoint, write_sharded
-from .tensor import DTensor, call_with_layout, copy_to_mesh, fetch_layout, pack, relayout, unpack
+from .config import (
+    client_id,
+    full_job_name,
+    job_name,
+    jobs,
+    local_devices,
+    num_clients,
+    num_global_devices,
+    num_local_devices,
+    preferred_device_type,
+    set_num_local_devices,
+)
+from .mesh_util import barrier, create_distributed_mesh, create_mesh
+from .tensor import DTensor
 from .variable import DVariable
 
 __all__ = [
@@ -22,14 +61,39 @@ __all__ = [
     "DTensor",
     "DTensorCheckpoint",
     "DVariable",
+    "DeviceSpec",
     "Layout",
+    "LayoutProto",
+    "LayoutType",
     "Mesh",
+    "MeshDimension",
+    "MeshProto",
+    "barrier",
     "call_with_layout",
+    "check_layout",
+    "client_id",
     "copy_to_mesh",
+    "create_distributed_mesh",
     "create_mesh",
+    "default_mesh",
+    "device_name",
     "fetch_layout",
+    "full_job_name",
+    "get_default_mesh",
+    "is_dtensor",
+    "job_name",
+    "jobs",
+    "local_devices",
+    "num_clients",
+    "num_global_devices",
+    "num_local_devices",
+    "numpy_util",
     "pack",
+    "preferred_device_type",
     "relayout",
+    "relayout_like",
+    "run_on",
+    "set_num_local_devices",
     "unpack",
     "write_sharded",
 ]

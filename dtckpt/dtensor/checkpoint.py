@@ -20,7 +20,7 @@ the caller holds the directory lock for the whole save (rule S-LK-1), the
 merge commits the final files atomically (rule S-AT-1), and a ``PREFIX_temp``
 left by a crash is removed by the next save (rule S-TP-2). The directory is
 made exclusively and only the files the save wrote are removed from it: a
-user's own directory or link of that name is refused, never deleted (S-TP-3).
+user's own directory or link of that name is refused, never deleted (S-TP-4).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def write_sharded(
             jobs.append((regular_prefix, regular))
             entries.append((1 - dtensor_part, regular_prefix))
         order.extend(prefix for _, prefix in sorted(entries))
-    # Rule S-TP-3: a directory of our own, made exclusively; removing it touches only the
+    # Rule S-TP-4: a directory of our own, made exclusively; removing it touches only the
     # files the device writers made, so a user's directory of that name is never deleted.
     create_sharded_temp(path)
     try:

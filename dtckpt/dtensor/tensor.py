@@ -1,45 +1,120 @@
-"""DTensors on a simulated mesh: one NumPy array per device (rules D-TE-1, D-TE-2).
+"""DTensors on a simulated mesh: one NumPy array per device (rules D-TE-1 to D-TE-4).
 
-A DTensor has a global (logical) shape, a dtype and a :class:`Layout`; device
-``d`` of the layout's mesh holds the block :func:`device_box` gives it. Replicas
-hold equal but separate arrays, so writing into one never changes another.
-``relayout`` moves data between layouts block by block: each target block is
-pasted from the source blocks it overlaps, without building the whole tensor.
+A DTensor has a global (logical) shape, a dtype and a :class:`Layout`; the
+device at offset ``d`` of the layout's mesh holds the block :func:`device_box`
+gives it. Replicas hold equal but separate arrays, so writing into one never
+changes another. ``relayout`` moves data between layouts block by block: each
+target block is pasted from the source blocks it overlaps, without building the
+whole tensor.
+
+Arithmetic works block by block too (rule D-TE-3): ``a + b`` of two DTensors
+with the same layout adds their components device by device and keeps the
+layout; a Python number or NumPy scalar is applied to every component.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import kernels
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, UnimplementedError
 from ..format.bundle_writer import as_tensor
 from ..format.slices import intersect
-from ..mesh import Layout, device_box, unique_shards
+from ..mesh import MATCH, UNSHARDED, Layout, LayoutType, device_box, overlapping_blocks
+from ..mesh.geometry import unique_shards
 
-__all__ = [
-    "DTensor",
-    "pack",
-    "unpack",
-    "relayout",
-    "fetch_layout",
-    "copy_to_mesh",
-    "call_with_layout",
-]
+__all__ = ["DTensor", "as_array", "blocks_of", "relayout_dtensor", "to_dtensor"]
 
 Box = tuple[tuple[int, int], ...]
 
 
+def as_array(value: Any, dtype: Any = None) -> np.ndarray:
+    """A value as an array, with TensorFlow's defaults for Python values (rule D-TE-4).
+
+    Python floats (and lists of them) become ``float32``, Python ints ``int32``
+    (``int64`` when they do not fit), as ``tf.convert_to_tensor`` does.
+    """
+    if dtype is None and _is_python_number(value):
+        if _has(value, float):
+            dtype = np.float32
+        elif _has(value, int):
+            array = np.asarray(value)
+            dtype = np.int32 if _fits_int32(array) else np.int64
+    array, _ = as_tensor(value, dtype)
+    return np.asarray(array)
+
+
+def _is_python_number(value: Any) -> bool:
+    if isinstance(value, (bool, np.generic)):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_is_python_number(v) for v in value)
+    return False
+
+
+def _has(value: Any, kind: type) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_has(v, kind) for v in value)
+    return isinstance(value, kind)
+
+
+def _fits_int32(array: np.ndarray) -> bool:
+    info = np.iinfo(np.int32)
+    return array.size == 0 or (int(array.min()) >= info.min and int(array.max()) <= info.max)
+
+
 class DTensor:
-    """A tensor sharded over a mesh: ``shape`` is global, ``components`` are per device."""
+    """A tensor sharded over a mesh: ``shape`` is global, ``components`` are per device.
+
+    ``DTensor(components, layout, shape)`` takes ownership of the arrays; use
+    :func:`~dtckpt.dtensor.pack` to build one from arrays you keep using.
+    """
 
     def __init__(self, components: Sequence[np.ndarray], layout: Layout, shape: Sequence[int]):
+        if layout.type == LayoutType.SINGLE_DEVICE:
+            raise UnimplementedError(
+                "a DTensor on a single-device layout is not supported: use a mesh layout"
+            )
+        if MATCH in layout.sharding_specs:
+            raise InvalidArgumentError(
+                f"a DTensor needs a concrete layout; {layout.sharding_specs} has 'match' "
+                "(only a relayout target may)"
+            )
+        if len(components) != layout.mesh.size:
+            raise InvalidArgumentError(
+                f"a mesh of {layout.mesh.size} devices needs {layout.mesh.size} components, "
+                f"got {len(components)}"
+            )
         self._layout = layout
         self._shape = tuple(int(d) for d in shape)
         self._components = list(components)
+        local = layout.local_shape_from_global_shape(self._shape)
+        dtype = getattr(self._components[0], "dtype", None)
+        for device, component in enumerate(self._components):
+            if (
+                not isinstance(component, np.ndarray)
+                or component.shape != local
+                or (component.dtype != dtype)
+            ):
+                raise InvalidArgumentError(
+                    f"component {device} of a DTensor of shape {list(self._shape)} with layout "
+                    f"{layout.sharding_specs} must be an array of shape {list(local)} and the "
+                    f"dtype of component 0, got {type(component).__name__} "
+                    f"{getattr(component, 'dtype', '')} {list(getattr(component, 'shape', ()))}"
+                )
+
+    @staticmethod
+    def _variable_class() -> type:
+        """The class ``dtckpt.Variable(dtensor)`` builds: a DVariable."""
+        from .variable import DVariable
+
+        return DVariable
 
     @property
     def layout(self) -> Layout:
@@ -48,6 +123,10 @@ class DTensor:
     @property
     def shape(self) -> tuple[int, ...]:
         return self._shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -67,114 +146,242 @@ class DTensor:
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         value = self.numpy()
-        return value.astype(dtype) if dtype is not None else value
+        return value.astype(dtype, copy=False) if dtype is not None else value
+
+    def __len__(self) -> int:
+        if not self._shape:
+            raise TypeError("len() of a rank-0 DTensor")
+        return self._shape[0]
+
+    def __float__(self) -> float:
+        return float(self.numpy())
+
+    def __int__(self) -> int:
+        return int(self.numpy())
+
+    def __bool__(self) -> bool:
+        return bool(self.numpy())
 
     def __repr__(self) -> str:
-        specs = self._layout.sharding_specs
-        return f"DTensor(shape={list(self._shape)}, dtype={self.dtype}, layout={specs})"
-
-
-def _check_devices(layout: Layout, count: int) -> None:
-    if count != layout.mesh.size:
-        raise InvalidArgumentError(
-            f"a mesh of {layout.mesh.size} devices needs {layout.mesh.size} components, got {count}"
+        return (
+            f'<DTensor shape={self._shape} dtype={self.dtype} layout="{self._layout.to_string()}">'
         )
 
+    # -- arithmetic (rule D-TE-3) ------------------------------------------------------
+    def _binary(self, other: Any, op: Callable[[Any, Any], Any], reflected: bool) -> DTensor:
+        mine, theirs, layout, shape = _operands(self, other)
+        if reflected:
+            mine, theirs = theirs, mine
+        count = layout.mesh.size
+        left = mine if isinstance(mine, list) else [mine] * count
+        right = theirs if isinstance(theirs, list) else [theirs] * count
+        parts = [np.asarray(op(x, y)) for x, y in zip(left, right, strict=True)]
+        return DTensor(parts, layout, shape)
 
-def pack(tensors: Sequence[Any], layout: Layout) -> DTensor:
-    """A DTensor from one array per device (TF's ``dtensor.pack``), each of the local shape."""
-    _check_devices(layout, len(tensors))
-    arrays = [np.array(as_tensor(t)[0], copy=True) for t in tensors]
-    local = tuple(arrays[0].shape)
-    if len(local) != layout.rank:
-        raise InvalidArgumentError(
-            f"components of rank {len(local)} cannot use a layout of rank {layout.rank}"
-        )
-    shape = layout.global_shape_from_local_shape(local)
-    for device, array in enumerate(arrays):
-        if tuple(array.shape) != local or array.dtype != arrays[0].dtype:
+    def _unary(self, op: Callable[[Any], Any]) -> DTensor:
+        return DTensor([np.asarray(op(c)) for c in self._components], self._layout, self._shape)
+
+    def __add__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.add, False)
+
+    def __radd__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.add, True)
+
+    def __sub__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.sub, False)
+
+    def __rsub__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.sub, True)
+
+    def __mul__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.mul, False)
+
+    def __rmul__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.mul, True)
+
+    def __truediv__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.truediv, False)
+
+    def __rtruediv__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.truediv, True)
+
+    def __floordiv__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.floordiv, False)
+
+    def __rfloordiv__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.floordiv, True)
+
+    def __mod__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.mod, False)
+
+    def __rmod__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.mod, True)
+
+    def __pow__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.pow, False)
+
+    def __rpow__(self, other: Any) -> DTensor:
+        return self._binary(other, operator.pow, True)
+
+    def __neg__(self) -> DTensor:
+        return self._unary(operator.neg)
+
+    def __pos__(self) -> DTensor:
+        return self._unary(operator.pos)
+
+    def __abs__(self) -> DTensor:
+        return self._unary(operator.abs)
+
+
+def to_dtensor(value: Any) -> DTensor | None:
+    """``value`` as a DTensor if it is one or holds one (a DVariable), else ``None``."""
+    if isinstance(value, DTensor):
+        return value
+    read = getattr(value, "_read_dtensor", None)
+    return read() if callable(read) else None
+
+
+def _operands(a: DTensor, other: Any) -> tuple[Any, Any, Layout, tuple[int, ...]]:
+    """Both operands of an elementwise operation as per-device lists or scalars (rule D-TE-3).
+
+    Returns ``(a's operand, other's operand, result layout, result shape)``.
+    Another DTensor of the same shape is relaid out onto the layout both agree
+    on; a rank-0 DTensor, a Python number or a NumPy scalar applies to every
+    component; an array of ``a``'s shape is cut into ``a``'s blocks.
+    """
+    b = to_dtensor(other)
+    if b is not None:
+        if b.layout.mesh != a.layout.mesh:
             raise InvalidArgumentError(
-                f"component {device} is {array.dtype} {list(array.shape)}, component 0 is "
-                f"{arrays[0].dtype} {list(local)}"
+                "an operation on DTensors needs them on one mesh: "
+                f"{a.layout.mesh.to_string()} and {b.layout.mesh.to_string()}"
             )
-    return DTensor(arrays, layout, shape)
+        if b.shape == ():
+            return a.components, b.components[0], a.layout, a.shape
+        if a.shape == ():
+            return a.components[0], b.components, b.layout, b.shape
+        if b.shape != a.shape:
+            raise InvalidArgumentError(
+                f"an operation on DTensors of shapes {list(a.shape)} and {list(b.shape)}: "
+                "dtckpt broadcasts only rank-0 DTensors"
+            )
+        layout = _common_layout(a.layout, b.layout)
+        a = a if a.layout == layout else relayout_dtensor(a, layout)
+        b = b if b.layout == layout else relayout_dtensor(b, layout)
+        return a.components, b.components, layout, a.shape
+    if isinstance(other, (int, float, complex, bool, np.generic)):
+        return a.components, other, a.layout, a.shape
+    array = np.asarray(other)
+    if array.ndim == 0:
+        return a.components, array, a.layout, a.shape
+    if tuple(array.shape) != a.shape:
+        raise InvalidArgumentError(
+            f"an operation on a DTensor of shape {list(a.shape)} and an array of shape "
+            f"{list(array.shape)}: dtckpt broadcasts only scalars"
+        )
+    return a.components, blocks_of(array, a.layout), a.layout, a.shape
 
 
-def unpack(tensor: DTensor) -> list[np.ndarray]:
-    """Copies of the per-device arrays (TF's ``dtensor.unpack``)."""
-    return [c.copy() for c in tensor.components]
+def _common_layout(a: Layout, b: Layout) -> Layout:
+    """Left's sharding where left shards a dimension, else right's if its mesh dimension is free."""
+    if a == b:
+        return a
+    specs = list(a.sharding_specs)
+    used = {s for s in specs if s != UNSHARDED}
+    for i, spec in enumerate(b.sharding_specs):
+        if specs[i] == UNSHARDED and spec != UNSHARDED and spec not in used:
+            specs[i] = spec
+            used.add(spec)
+    return Layout(specs, a.mesh)
 
 
-def fetch_layout(tensor: DTensor) -> Layout:
-    return tensor.layout
+# -- placing values on a mesh ----------------------------------------------------------
 
 
-def _blocks(value: np.ndarray, layout: Layout) -> list[np.ndarray]:
+def blocks_of(value: np.ndarray, layout: Layout) -> list[np.ndarray]:
+    """A whole value cut into the layout's blocks: one copy per device."""
     shape = tuple(value.shape)
     layout.local_shape_from_global_shape(shape)  # rank and divisibility checks
-    return [
-        np.array(value[tuple(slice(s, s + n) for s, n in device_box(layout, shape, d))], copy=True)
-        for d in range(layout.mesh.size)
-    ]
-
-
-def copy_to_mesh(tensor: Any, layout: Layout) -> DTensor:
-    """Place a whole (non-DTensor) value on the mesh with ``layout``."""
-    value = as_tensor(tensor)[0]
-    value = np.asarray(value)
-    return DTensor(_blocks(value, layout), layout, value.shape)
-
-
-def call_with_layout(fn: Callable[..., Any], layout: Layout, *args: Any, **kwargs: Any) -> DTensor:
-    """Call an array constructor (``np.zeros``, ``np.ones``...) and lay its result out."""
-    return copy_to_mesh(fn(*args, **kwargs), layout)
-
-
-def relayout(tensor: DTensor, layout: Layout) -> DTensor:
-    """The same values under another layout of the same mesh size or another mesh.
-
-    Each target block is assembled from the unique source blocks it overlaps
-    (rule D-TE-2), with the ``copy_box`` kernel; the whole tensor is never built
-    unless a target block is the whole tensor.
-    """
-    shape = tensor.shape
-    layout.local_shape_from_global_shape(shape)
-    sources = unique_shards(tensor.layout, shape)
-    itemsize = tensor.dtype.itemsize
-    out: list[np.ndarray] = []
-    built: dict[Box, np.ndarray] = {}
+    cut: dict[Box, np.ndarray] = {}
+    out = []
     for device in range(layout.mesh.size):
         box = device_box(layout, shape, device)
-        if box in built:
-            out.append(built[box].copy())
-            continue
+        block = cut.get(box)
+        if block is None:
+            block = cut[box] = value[tuple(slice(s, s + n) for s, n in box)]
+        out.append(np.array(block, copy=True))
+    return out
+
+
+def relayout_dtensor(tensor: DTensor, layout: Layout) -> DTensor:
+    """The same values under another layout of the same or another mesh (rule D-TE-2).
+
+    Each distinct target block is assembled once from the source blocks it
+    overlaps, found by arithmetic on the block grid (rule M-GE-2), and pasted
+    with the ``copy_box`` kernel; replicas of it get their own copies. The
+    whole tensor is never built unless a target block is the whole tensor.
+    A ``match`` spec in ``layout`` keeps the source's sharding of that dimension.
+    """
+    shape = tensor.shape
+    layout = _resolve_match(tensor.layout, layout)
+    layout.local_shape_from_global_shape(shape)
+    source = tensor.layout
+    itemsize = tensor.dtype.itemsize
+    built: dict[Box, np.ndarray] = {}
+    for box, _device in unique_shards(layout, shape):
         local = np.empty(tuple(n for _, n in box), dtype=tensor.dtype)
-        for source_box, source_device in sources:
+        for source_box, source_device in overlapping_blocks(source, shape, box):
             overlap = intersect(source_box, box)
             if overlap is None:
                 continue
-            src = tensor.components[source_device]
-            src_origin = tuple(o - s for (o, _), (s, _) in zip(overlap, source_box, strict=True))
-            dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
-            extent = tuple(n for _, n in overlap)
-            if tensor.dtype == object or local.ndim == 0:
-                local[tuple(slice(d, d + e) for d, e in zip(dst_origin, extent, strict=True))] = (
-                    src[tuple(slice(s, s + e) for s, e in zip(src_origin, extent, strict=True))]
-                )
-                continue
-            source = np.ascontiguousarray(src)
-            kernels.sized(source.nbytes).copy_box(
-                source.reshape(-1).view(np.uint8),
-                _bytes(source.shape, itemsize),
-                _bytes(src_origin, itemsize),
-                local.reshape(-1).view(np.uint8),
-                _bytes(local.shape, itemsize),
-                _bytes(dst_origin, itemsize),
-                _bytes(extent, itemsize),
-            )
+            _paste(tensor.components[source_device], source_box, local, box, overlap, itemsize)
         built[box] = local
-        out.append(local)
+    out: list[np.ndarray] = []
+    handed_out: set[Box] = set()
+    for device in range(layout.mesh.size):
+        box = device_box(layout, shape, device)
+        out.append(built[box].copy() if box in handed_out else built[box])
+        handed_out.add(box)
     return DTensor(out, layout, shape)
+
+
+def _resolve_match(source: Layout, target: Layout) -> Layout:
+    if MATCH not in target.sharding_specs:
+        return target
+    if source.rank != target.rank or source.mesh != target.mesh:
+        raise InvalidArgumentError(
+            "a relayout target with 'match' needs the source's rank and mesh: "
+            f"{source.to_string()} to {target.to_string()}"
+        )
+    specs = [
+        s if t == MATCH else t
+        for s, t in zip(source.sharding_specs, target.sharding_specs, strict=True)
+    ]
+    layout = Layout(specs, target.mesh)
+    return layout.to_parted() if target.type == LayoutType.PARTED else layout
+
+
+def _paste(
+    src: np.ndarray, source_box: Box, dst: np.ndarray, box: Box, overlap: Box, itemsize: int
+) -> None:
+    src_origin = tuple(o - s for (o, _), (s, _) in zip(overlap, source_box, strict=True))
+    dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
+    extent = tuple(n for _, n in overlap)
+    if src.dtype == object or dst.ndim == 0:
+        dst[tuple(slice(d, d + e) for d, e in zip(dst_origin, extent, strict=True))] = src[
+            tuple(slice(s, s + e) for s, e in zip(src_origin, extent, strict=True))
+        ]
+        return
+    source = np.ascontiguousarray(src)
+    kernels.sized(source.nbytes).copy_box(
+        source.reshape(-1).view(np.uint8),
+        _bytes(source.shape, itemsize),
+        _bytes(src_origin, itemsize),
+        dst.reshape(-1).view(np.uint8),
+        _bytes(dst.shape, itemsize),
+        _bytes(dst_origin, itemsize),
+        _bytes(extent, itemsize),
+    )
 
 
 def _bytes(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:

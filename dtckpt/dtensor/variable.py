@@ -1,4 +1,9 @@
-"""``DVariable``: a :class:`~dtckpt.Variable` whose value is a :class:`DTensor` (rule D-VA-1).
+"""``DVariable``: a :class:`~dtckpt.Variable` valued by a :class:`DTensor` (rules D-VA-1, D-VA-2).
+
+It behaves as TensorFlow's ``dtensor.DVariable``: ``read_value()`` and
+``value()`` are DTensors with the variable's layout, ``assign``,
+``assign_add`` and ``assign_sub`` keep that layout, and ``numpy()`` (or
+``np.asarray``) assembles the whole value.
 
 Saving writes one slice entry per distinct block, each by the lowest-numbered
 device holding it (a replicated value is written whole, by device 0).
@@ -8,46 +13,73 @@ that block from the checkpoint, whatever layout or mesh wrote it.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..checkpoint.variables import VARIABLE_VALUE_KEY, Variable
-from ..dtypes import info
+from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
 from ..format.bundle_reader import BundleReader
-from ..mesh import device_box, unique_shards
+from ..mesh import Layout, device_box, unique_shards
 from ..pools import pool
-from .tensor import DTensor, copy_to_mesh, relayout
+from .api import relayout
+from .tensor import DTensor, as_array, to_dtensor
 
 __all__ = ["DVariable"]
 
+Box = tuple[tuple[int, int], ...]
+
 
 class DVariable(Variable):
-    """``DVariable(initial_value, name=None, dtype=None, trainable=True)``, valued by a DTensor."""
+    """``DVariable(initial_value, name=None, dtype=None, trainable=True, *, layout=None)``.
+
+    ``initial_value`` (or what it returns, when callable) is a DTensor, or any
+    value together with ``layout``; a DTensor with another ``layout`` is an
+    error, as in TensorFlow.
+    """
 
     def __init__(
-        self, initial_value: Any, name: str | None = None, dtype: Any = None, trainable: bool = True
+        self,
+        initial_value: Any,
+        name: str | None = None,
+        dtype: Any = None,
+        trainable: bool = True,
+        *,
+        layout: Layout | None = None,
+        shape: Any = None,
     ) -> None:
+        del shape  # TensorFlow uses it only to restore on creation
         if callable(initial_value):
             initial_value = initial_value()
-        if not isinstance(initial_value, DTensor):
-            raise InvalidArgumentError(
-                "DVariable needs a DTensor initial value (use dtckpt.dtensor.copy_to_mesh or "
-                "call_with_layout)"
-            )
-        if dtype is not None and np.dtype(info(dtype).numpy) != initial_value.dtype:
-            raise InvalidArgumentError(
-                f"dtype {dtype} does not match the DTensor's {initial_value.dtype}"
-            )
-        self._dvalue = initial_value
+        value = to_dtensor(initial_value)
+        if value is not None:
+            if dtype is not None and np.dtype(info(dtype).numpy) != value.dtype:
+                raise InvalidArgumentError(
+                    f"Tensor conversion requested dtype {info(dtype).name} for Tensor with dtype "
+                    f"{info(value.dtype).name}"
+                )
+            if layout is not None and layout != value.layout:
+                raise InvalidArgumentError(
+                    "Conflicting layout are provided for initial value layout "
+                    f"({value.layout}) and variable ({layout})."
+                )
+            value = _copy(value)
+        elif layout is not None:
+            value = relayout(as_array(initial_value, dtype), layout)
+        else:
+            raise InvalidArgumentError("Neither layout nor DTensor initial value are provided.")
+        self._dvalue = value
         self._shared_name = "Variable" if name is None else str(name).split(":")[0]
         self._trainable = bool(trainable)
         self._slots = {}
-        self._value = np.empty((0,), dtype=initial_value.dtype)  # unused; the DTensor is the value
+        # Variable's own array is unused: every Variable method that reads it is overridden.
+        self._value = np.empty((0,), dtype=value.dtype)
 
     @property
-    def layout(self) -> Any:
+    def layout(self) -> Layout:
         return self._dvalue.layout
 
     @property
@@ -58,51 +90,142 @@ class DVariable(Variable):
     def dtype(self) -> np.dtype[Any]:
         return self._dvalue.dtype
 
-    def read_value(self) -> np.ndarray:
-        return self.numpy()
+    # -- reading -----------------------------------------------------------------
+    # A DVariable's value is a DTensor, not an array: TensorFlow's read_value() of a
+    # DVariable is a DTensor too, so these overrides narrow nothing a caller relies on.
+    def read_value(self) -> DTensor:  # type: ignore[override]
+        """The current value as a DTensor with the variable's layout.
 
-    def value(self) -> np.ndarray:
-        return self.numpy()
+        Its components are read-only views: the variable's value never changes
+        through them, and no data is copied.
+        """
+        return _frozen(self._dvalue)
+
+    def value(self) -> DTensor:  # type: ignore[override]
+        return self.read_value()
+
+    def _read_dtensor(self) -> DTensor:
+        return self.read_value()
 
     def numpy(self) -> np.ndarray:
         """The whole value, assembled from the devices' blocks."""
         return self._dvalue.numpy()
 
-    def dtensor(self) -> DTensor:
-        """The value as a DTensor (not a copy)."""
-        return self._dvalue
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        value = self._dvalue.numpy()
+        return value.astype(dtype, copy=False) if dtype is not None else value
 
-    def assign(self, value: Any) -> DVariable:
-        if isinstance(value, DTensor):
-            new = value if value.layout == self.layout else relayout(value, self.layout)
-        else:
-            new = copy_to_mesh(np.asarray(value, dtype=self.dtype), self.layout)
-        if new.shape != self.shape or new.dtype != self.dtype:
-            raise InvalidArgumentError(
-                f"assign to {self.name}: value {new.dtype} {list(new.shape)} does not match "
-                f"{self.dtype} {list(self.shape)}"
-            )
-        self._dvalue = new
+    # -- writing -----------------------------------------------------------------
+    def assign(self, value: Any, use_locking: Any = None, name: Any = None) -> DVariable:
+        """Replace the value, keeping the layout; the shape and dtype must stay the same."""
+        del use_locking, name
+        self._dvalue = self._coerce_value(value, copy=True)
         return self
 
+    def assign_add(self, delta: Any, use_locking: Any = None, name: Any = None) -> DVariable:
+        del use_locking, name
+        return self._update(delta, operator.add)
+
+    def assign_sub(self, delta: Any, use_locking: Any = None, name: Any = None) -> DVariable:
+        del use_locking, name
+        return self._update(delta, operator.sub)
+
+    def _update(self, delta: Any, op: Callable[[Any, Any], Any]) -> DVariable:
+        other = self._coerce_value(delta, copy=False)
+        parts = [
+            np.asarray(op(a, b), dtype=self.dtype)
+            for a, b in zip(self._dvalue.components, other.components, strict=True)
+        ]
+        self._dvalue = DTensor(parts, self.layout, self.shape)
+        return self
+
+    def _coerce_value(self, value: Any, *, copy: bool) -> DTensor:
+        """``value`` as a DTensor with this variable's layout, shape and dtype."""
+        given = to_dtensor(value)
+        if given is None:
+            array = as_array(value)
+            _check_dtype(array.dtype, self.dtype, self.name)
+            self._check_shape(array.shape)
+            return relayout(array.astype(self.dtype, copy=False), self.layout)
+        self._check_shape(given.shape)
+        _check_dtype(given.dtype, self.dtype, self.name)
+        if given.layout == self.layout:
+            moved = _copy(given) if copy else given
+        else:
+            moved = relayout(given, self.layout)
+        if moved.dtype != self.dtype:
+            moved = DTensor(
+                [c.astype(self.dtype) for c in moved.components], moved.layout, moved.shape
+            )
+        return moved
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if tuple(shape) != self.shape:
+            raise InvalidArgumentError(
+                f"Cannot assign value to variable ' {self.name}': Shape mismatch."
+                f"The variable shape {self.shape}, and the assigned value shape {tuple(shape)} "
+                "are incompatible."
+            )
+
     def __repr__(self) -> str:
-        specs = self.layout.sharding_specs
-        return f"<dtckpt.dtensor.DVariable {self.name!r} shape={self.shape} layout={specs}>"
+        return (
+            f"<dtckpt.dtensor.DVariable {self.name!r} shape={self.shape} dtype={self.dtype} "
+            f'layout="{self.layout.to_string()}">'
+        )
+
+    # -- arithmetic: on the value, as TensorFlow's variables ---------------------------
+    def __add__(self, other: Any) -> DTensor:
+        return self.read_value().__add__(other)
+
+    def __radd__(self, other: Any) -> DTensor:
+        return self.read_value().__radd__(other)
+
+    def __sub__(self, other: Any) -> DTensor:
+        return self.read_value().__sub__(other)
+
+    def __rsub__(self, other: Any) -> DTensor:
+        return self.read_value().__rsub__(other)
+
+    def __mul__(self, other: Any) -> DTensor:
+        return self.read_value().__mul__(other)
+
+    def __rmul__(self, other: Any) -> DTensor:
+        return self.read_value().__rmul__(other)
+
+    def __truediv__(self, other: Any) -> DTensor:
+        return self.read_value().__truediv__(other)
+
+    def __rtruediv__(self, other: Any) -> DTensor:
+        return self.read_value().__rtruediv__(other)
+
+    def __neg__(self) -> DTensor:
+        return -self.read_value()
 
     # -- checkpointing ----------------------------------------------------------
     def _serialize_to_tensors(self) -> dict[str, Any]:
         return {VARIABLE_VALUE_KEY: self._dvalue}
 
+    def _restore_problem(
+        self, name: str, key: str, dtype: str, shape: tuple[int, ...]
+    ) -> str | None:
+        """TensorFlow's ``RestoreV2`` messages: each block is read with a slice spec."""
+        ours = info(self.dtype).name
+        if name != VARIABLE_VALUE_KEY:
+            return None
+        if dtype != ours:
+            return (
+                f"tensor_name = {key}; expected dtype {type_string(ours)} does not equal "
+                f"original dtype {type_string(dtype)}"
+            )
+        if shape != self.shape:
+            return (
+                f"tensor_name = {key}; shape in shape_and_slice spec {_shape(self.shape)} does "
+                f"not match the shape stored in checkpoint: {_shape(shape)}"
+            )
+        return None
+
     def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
         """Read only the blocks this variable's layout needs (rule D-VA-1)."""
-        entry = reader.entry(key)
-        stored = info(entry.dtype)
-        if tuple(entry.shape) != self.shape or stored.numpy != self.dtype:
-            raise InvalidArgumentError(
-                f"the checkpoint holds {stored.name} {list(entry.shape)}, the variable "
-                f"{self.name} is {info(self.dtype).name} {list(self.shape)}",
-                key=key,
-            )
         boxes = [box for box, _ in unique_shards(self.layout, self.shape)]
         # Blocks are read on several threads: file reads and checksums release the
         # GIL, so the devices' reads overlap as they would on real hardware.
@@ -116,20 +239,35 @@ class DVariable(Variable):
             handed_out.add(box)
         return DTensor(components, self.layout, self.shape)
 
-    def _check_restore(self, tensors: dict[str, Any], where: str) -> None:
-        value = tensors.get(VARIABLE_VALUE_KEY)
-        if value is None:
-            return
-        if tuple(value.shape) != self.shape or value.dtype != self.dtype:
-            raise InvalidArgumentError(
-                f"cannot restore {where}: the checkpoint holds {value.dtype} "
-                f"{list(value.shape)}, the variable {self.name} is {self.dtype} {list(self.shape)}"
-            )
-
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
         if value is None:
             return
         if not isinstance(value, DTensor):
-            value = copy_to_mesh(np.asarray(value, dtype=self.dtype), self.layout)
+            value = relayout(np.asarray(value, dtype=self.dtype), self.layout)
         self._dvalue = value
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _check_dtype(given: np.dtype[Any], dtype: np.dtype[Any], name: str) -> None:
+    """A value is cast to the variable's dtype only within its kind (as :class:`Variable`)."""
+    if given != dtype and not np.can_cast(given, dtype, casting="same_kind"):
+        raise InvalidArgumentError(
+            f"assign to {name}: value of dtype {given} does not match the variable's dtype {dtype}"
+        )
+
+
+def _copy(value: DTensor) -> DTensor:
+    return DTensor([c.copy() for c in value.components], value.layout, value.shape)
+
+
+def _frozen(value: DTensor) -> DTensor:
+    views = []
+    for component in value.components:
+        view = component.view()
+        view.flags.writeable = False
+        views.append(view)
+    return DTensor(views, value.layout, value.shape)

@@ -45,9 +45,11 @@ from .index import MAX_RANK, BundleIndex, element_count
 from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
-from .slices import full_slice, intersect, resolve
+from .slice_index import SliceIndex
+from .slices import full_slice, resolve
 from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
+from .tiling import tiling_problem
 
 __all__ = ["BundleReader", "MAX_RANK"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
@@ -90,7 +92,7 @@ class BundleReader:
         self._shards: dict[int, ShardFile] = {}
         self._maps: dict[int, mmap_module.mmap] = {}
         self._source: BundleSource = LOCAL_FILES if source is None else source
-        self._boxes: dict[bytes, list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]] = {}
+        self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
         self._siblings: list[str] | None = None
         try:
@@ -108,17 +110,27 @@ class BundleReader:
 
     # -- lifecycle -----------------------------------------------------------
     def close(self) -> None:
-        for m in self._maps.values():
+        self.close_files()
+        self._source.close()
+
+    def close_files(self) -> None:
+        """Close the data files (and their maps) opened so far; later reads reopen them.
+
+        The index stays in memory: a reader kept for later reads (deferred
+        restores) holds no file descriptor meanwhile.
+        """
+        with self._open_lock:
+            maps = list(self._maps.values())
+            self._maps.clear()
+            shards = list(self._shards.values())
+            self._shards.clear()
+        for m in maps:
             try:
                 m.close()
             except BufferError:  # arrays handed out still view it; GC frees it later
                 pass
-        self._maps.clear()
-        shards = list(self._shards.values())
-        self._shards.clear()
         for shard in shards:
             shard.close()
-        self._source.close()
 
     def __enter__(self) -> BundleReader:
         return self
@@ -336,7 +348,9 @@ class BundleReader:
             )
         if out is not None:
             return out
-        array = raw.view(row.numpy).reshape(entry.shape)
+        # The array allocated above when there is one: a view of it would keep two
+        # array objects alive for every value restored.
+        array = target if mapped is None else raw.view(row.numpy).reshape(entry.shape)
         if big and row.swap_width:
             array = _byteswapped(array, row)
         if wants_map and mapped is None:
@@ -351,17 +365,17 @@ class BundleReader:
         self._check_readable(kb, entry, row)
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
         stored = self._stored_boxes(kb, entry)
-        for stored_box, stored_entry, stored_key in stored:
-            if stored_box == box:  # rule F-RD-5: exact match, read directly
-                if stored_entry is entry:
-                    return self._read_entry(kb, entry)
-                return self._read_entry(stored_key, stored_entry)
+        exact = stored.exact(box)
+        if exact is not None:  # rule F-RD-5: exact match, read directly
+            stored_entry, stored_key = exact[1]
+            if stored_entry is entry:
+                return self._read_entry(kb, entry)
+            return self._read_entry(stored_key, stored_entry)
         shape = tuple(length for _, length in box)
-        pieces = []
-        for stored_box, stored_entry, stored_key in stored:
-            overlap = intersect(stored_box, box)
-            if overlap is not None:
-                pieces.append((stored_box, stored_entry, stored_key, overlap))
+        pieces = [
+            (stored_box, stored_entry, stored_key, overlap)
+            for stored_box, (stored_entry, stored_key), overlap in stored.overlapping(box)
+        ]
         # Every piece must lie inside its data file before anything of the
         # request's size is allocated: the request is then bounded by bytes
         # that really exist.
@@ -378,11 +392,14 @@ class BundleReader:
 
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
-    ) -> list[tuple[tuple[tuple[int, int], ...], BundleEntry, bytes]]:
-        # Resharding reads many boxes of one tensor: work out its stored slices once.
+    ) -> SliceIndex[tuple[BundleEntry, bytes]]:
+        # Resharding reads many boxes of one tensor: work out its stored slices once,
+        # indexed so that each request costs what it overlaps, not every slice.
         cached = self._boxes.get(key)
         if cached is None:
-            cached = self._boxes[key] = self._find_stored_boxes(key, entry)
+            found = self._find_stored_boxes(key, entry)
+            cached = SliceIndex([(box, (e, k)) for box, e, k in found])
+            self._boxes[key] = cached
         return cached
 
     def _find_stored_boxes(
@@ -487,9 +504,6 @@ def _is_contiguous_box(
     return all(extent[j] == shape[j] for j in range(k + 1, len(shape)))
 
 
-_PAIRWISE_LIMIT = 64
-
-
 def _check_disjoint_spans(key: bytes, entries: list[BundleEntry], path: str) -> None:
     """No two stored slices may share data bytes (rule F-RD-6, step 1).
 
@@ -513,12 +527,7 @@ def _check_tiling(
     overlaps: list[tuple[tuple[int, int], ...]],
     path: str,
 ) -> None:
-    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules).
-
-    Few pieces are checked pairwise; many (only a forged index has thousands)
-    with an occupancy count over the request, allocated only once the pieces'
-    volumes (bounded by bytes present in the data files) could fill it.
-    """
+    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules; F-SL-7)."""
     covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
     numel = 0 if any(n == 0 for _, n in box) else 1
     for _, n in box:
@@ -526,29 +535,14 @@ def _check_tiling(
         if numel > covered:  # already short: no need to multiply out a forged shape
             break
     if covered < numel:
-        complete = False
-    elif len(overlaps) <= _PAIRWISE_LIMIT:
-        for i in range(len(overlaps)):
-            for j in range(i + 1, len(overlaps)):
-                if intersect(overlaps[i], overlaps[j]) is not None:
-                    raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = covered == numel
-    else:
-        counts = np.zeros(tuple(n for _, n in box), dtype=np.uint16)
-        for o in overlaps:
-            counts[
-                tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box, strict=True))
-            ] += 1
-        if counts.max(initial=0) > 1:
-            raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = bool(counts.all()) if numel else True
-    if not complete:
         raise InvalidArgumentError(
             f"the stored slices of {_show(key)!r} do not cover the requested slice "
             f'{[list(e) for e in box]} ("Does not have sufficient slices")',
             path=path,
             key=key,
         )
+    if tiling_problem(box, overlaps) is not None:
+        raise DataLossError("stored slices overlap", path=path, key=key)
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:

@@ -132,6 +132,7 @@ class BundleWriter:
         self._file = self._data_temp.file
         self._offset = 0
         self._entries: dict[bytes, BundleEntry] = {}
+        self._slices: dict[bytes, list[TensorSlice]] = {}  # partitioned tensors' slices
         self._finished = False
 
     def __enter__(self) -> BundleWriter:
@@ -197,7 +198,9 @@ class BundleWriter:
         full = self._entries.get(kb)
         if full is None:
             full = BundleEntry(dtype=row.enum, shape=full_shape)
-        elif not full.slices:
+            self._entries[kb] = full
+            self._slices[kb] = []
+        elif kb not in self._slices:
             raise AlreadyExistsError("a whole tensor is already stored under this key", key=kb)
         elif full.dtype != row.enum or full.shape != full_shape:
             raise InvalidArgumentError(
@@ -208,9 +211,9 @@ class BundleWriter:
         slice_key = encode_tensor_name_slice(kb, tensor_slice)
         if slice_key in self._entries:
             raise AlreadyExistsError("Adding duplicate key", key=slice_key)
-        self._entries[kb] = BundleEntry(
-            dtype=full.dtype, shape=full.shape, slices=full.slices + (tuple(tensor_slice),)
-        )
+        # Collected in a list and put in the full entry at finish(): rebuilding the
+        # entry's tuple per slice would make N slices cost O(N^2).
+        self._slices[kb].append(tuple(tensor_slice))
         self._entries[slice_key] = self._append(array, row)
 
     def _append(self, array: np.ndarray, row: DTypeInfo) -> BundleEntry:
@@ -248,6 +251,8 @@ class BundleWriter:
         try:
             header = BundleHeader(num_shards=1, endianness=self.endianness)
             items = [(b"", encode_header(header))]
+            for key, slices in self._slices.items():
+                self._entries[key] = self._entries[key]._replace(slices=tuple(slices))
             items.extend((k, encode_entry(self._entries[k])) for k in sorted(self._entries))
             index = self._index_temp = TemporaryFile(self._tmp_index_path)
             index.file.write(encode_table(items))

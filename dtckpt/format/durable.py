@@ -40,6 +40,8 @@ __all__ = [
     "fsync_path",
     "is_temporary_name",
     "remove_stale_temporaries",
+    "clean_if_changed",
+    "note_unchanged",
     "TEMPSTATE",
     "replace_on_success",
     "output_file",
@@ -113,18 +115,18 @@ class TemporaryFile:
         _remove_if_present(self.path)
 
 
-#: Rule S-TP-4: the temporary of a single output file (an archive, a converted file):
+#: Rule S-TP-5: the temporary of a single output file (an archive, a converted file):
 #: ``.<name>.tmp<16 hex digits>`` beside it.
 _OUTPUT_TEMP = re.compile(r"\..+\.tmp[0-9a-f]{16}")
 
 
 def is_output_temporary_name(name: str) -> bool:
-    """Whether a file name (no directory) is the temporary of an output file (rule S-TP-4)."""
+    """Whether a file name (no directory) is the temporary of an output file (rule S-TP-5)."""
     return bool(_OUTPUT_TEMP.fullmatch(name))
 
 
 def remove_stale_outputs(path: str) -> list[str]:
-    """Remove the temporaries of the output file ``path`` that no live writer holds (S-TP-4).
+    """Remove the temporaries of the output file ``path`` that no live writer holds (S-TP-5).
 
     The directory is listed once; only regular files named ``.<name>.tmp<16 hex digits>``
     for this very ``<name>`` are candidates, and each is removed only if its ``flock`` can be
@@ -147,7 +149,7 @@ def remove_stale_outputs(path: str) -> list[str]:
 @contextmanager
 def output_file(path: str) -> Iterator[str]:
     """Yield a new temporary path beside ``path``; rename it onto ``path`` when the block
-    succeeds (rule S-TP-4).
+    succeeds (rule S-TP-5).
 
     The temporary, ``.<name>.tmp<16 hex digits>``, is created exclusively and held with
     ``flock`` until it is renamed or removed, so that the next writer of ``path``, which
@@ -309,13 +311,51 @@ def remove_stale_temporaries(directory: str) -> list[str]:
     return removed
 
 
-#: Rule S-TP-3: the file that marks ``P_temp/`` as made by a sharded save, created in it
+#: Per directory, its (device, inode, mtime) when this process last left it clean
+#: (rule S-TP-3).
+_LEFT_CLEAN: dict[str, tuple[int, int, int]] = {}
+
+
+def _signature(directory: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(directory or os.curdir)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def clean_if_changed(directory: str) -> list[str]:
+    """:func:`remove_stale_temporaries`, unless nothing changed the directory since this
+    process last left it clean (rule S-TP-3). Call it under the directory lock.
+
+    Listing a directory costs its size; a program that saves K checkpoints into one
+    directory would otherwise pay O(K^2) for the listings alone.
+    """
+    key = os.path.abspath(directory or os.curdir)
+    signature = _signature(directory)
+    if signature is not None and _LEFT_CLEAN.get(key) == signature:
+        return []
+    _LEFT_CLEAN.pop(key, None)
+    return remove_stale_temporaries(directory)
+
+
+def note_unchanged(directory: str) -> None:
+    """Record that this process's save left ``directory`` without temporaries (S-TP-3).
+
+    Call it under the directory lock, at the end of a save that succeeded.
+    """
+    signature = _signature(directory)
+    if signature is not None:
+        _LEFT_CLEAN[os.path.abspath(directory or os.curdir)] = signature
+
+
+#: Rule S-TP-4: the file that marks ``P_temp/`` as made by a sharded save, created in it
 #: right after the directory itself. Only a directory holding it is ever removed.
 SHARDED_TEMP_MARKER = ".dtckpt-sharded-save"
 
 
 def create_sharded_temp(prefix: str) -> str:
-    """Make the directory ``prefix_temp/`` of a sharded save, exclusively (rule S-TP-3).
+    """Make the directory ``prefix_temp/`` of a sharded save, exclusively (rule S-TP-4).
 
     A leftover of a crashed save (a real directory holding the marker and per-device files,
     none live) is removed first. Anything else under that name, a user's own directory, a
@@ -339,7 +379,7 @@ def create_sharded_temp(prefix: str) -> str:
 
 def remove_sharded_temp(temp: str) -> None:
     """Remove the directory :func:`create_sharded_temp` made, and only what the save wrote
-    into it: its marker and regular per-device files, never following a link (rule S-TP-3).
+    into it: its marker and regular per-device files, never following a link (rule S-TP-4).
     A directory left holding anything else stays, with a warning."""
     try:
         if os.path.islink(temp) or not os.path.isdir(temp):
@@ -367,7 +407,7 @@ def _is_ours(entry: os.DirEntry[str]) -> bool:
 
 
 def _remove_stale_sharded_dir(path: str) -> list[str]:
-    """Remove a leftover ``<prefix>_temp`` directory: one holding the marker of rule S-TP-3
+    """Remove a leftover ``<prefix>_temp`` directory: one holding the marker of rule S-TP-4
     and nothing but part files, none of them live."""
     try:
         entries = list(os.scandir(path))

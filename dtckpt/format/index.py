@@ -25,6 +25,8 @@ replayed by the tests (H-FZ-2).
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from itertools import pairwise
 from typing import Any
 
@@ -199,12 +201,15 @@ def _show_shape(shape: tuple[int, ...]) -> str:
     return f"[{head}, ... ({len(shape)} dims)]"
 
 
+def _column(values: np.ndarray) -> array[int]:
+    return array("q", values.astype(np.int64).tobytes())
+
+
 class BundleIndex:
     """The header and entries of one ``.index`` file, decoded from its bytes."""
 
     def __init__(self, data: bytes | memoryview, path: str) -> None:
         self.path = path
-        self._data = data
         self._kernels = kernels.sized(len(data), BATCH_THRESHOLD)
         try:
             keys, starts, ends = self._decode_blocks(data)
@@ -220,10 +225,7 @@ class BundleIndex:
             ) from None
         check_header(self.header, path)
         self.keys: list[bytes] = keys[1:]
-        self._rows = {k: i for i, k in enumerate(self.keys)}
-        self._starts = starts[1:]
-        self._ends = ends[1:]
-        self._parse_columns()
+        self._parse_columns(data, starts[1:], ends[1:])
         self._cache: dict[int, BundleEntry] = {}
         self._visible: list[bytes] | None = None
         self._visible_set: frozenset[bytes] | None = None
@@ -264,9 +266,11 @@ class BundleIndex:
             return keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
         return keys, np.concatenate(starts), np.concatenate(ends)
 
-    def _parse_columns(self) -> None:
-        blob = np.frombuffer(self._data, dtype=np.uint8)
-        columns = self._kernels.parse_bundle_entries(blob, self._starts, self._ends)
+    def _parse_columns(
+        self, data: bytes | memoryview, entry_starts: np.ndarray, entry_ends: np.ndarray
+    ) -> None:
+        blob = np.frombuffer(data, dtype=np.uint8)
+        columns = self._kernels.parse_bundle_entries(blob, entry_starts, entry_ends)
         simple, dtype, shard, offset, size, crc, dims_offsets, dims = columns
         n = len(self.keys)
         ranks = np.diff(dims_offsets)
@@ -292,37 +296,46 @@ class BundleIndex:
         string_ok = (numel + 4) <= size
         variant = dtype == int(DataType.DT_VARIANT)
         ok &= np.where(strings, string_ok | variant, fixed_ok)
-        self._ok = ok.tolist()
-        self._dtype = dtype.tolist()
-        self._shard = shard.tolist()
-        self._offset = offset.tolist()
-        self._size = size.tolist()
-        self._crc = crc.tolist()
-        self._dims_offsets = dims_offsets.tolist()
-        self._dims = dims.tolist()
+        # Compact columns (8 bytes a value, not a Python int each): a big index costs
+        # little beside the tensors it describes, and a row is still O(1) to reach.
+        self._ok = bytearray(ok.astype(np.uint8).tobytes())
+        self._dtype = _column(dtype)
+        self._shard = _column(shard)
+        self._offset = _column(offset)
+        self._size = _column(size)
+        self._crc = _column(crc)
+        self._dims_offsets = _column(dims_offsets)
+        self._dims = _column(dims)
+        # The encoded entries the columns could not vouch for, decoded on demand; the
+        # index file's bytes are not kept.
+        slow = np.flatnonzero(~ok).tolist()
+        self._slow_rows = {row: data[entry_starts[row] : entry_ends[row]] for row in slow}
 
     # -- entries -------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.keys)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._rows
+        return self._find(key) >= 0
+
+    def _find(self, key: bytes) -> int:
+        # The keys are sorted and unique (rule F-IX-1): a binary search needs no second
+        # table beside them.
+        row = bisect_left(self.keys, key)
+        return row if row < len(self.keys) and self.keys[row] == key else -1
 
     def row(self, key: bytes) -> int:
-        row = self._rows.get(key)
-        if row is None:
+        row = self._find(key)
+        if row < 0:
             raise TensorNotFoundError(f"Key {_show(key)} not found in checkpoint", key=key)
         return row
 
     def entry(self, key: bytes) -> BundleEntry:
         """The validated entry under ``key``."""
         row = self.row(key)
-        cached = self._cache.get(row)
-        if cached is not None:
-            return cached
-        if self._ok[row]:
+        if self._ok[row]:  # made from the columns each time: cheap, and nothing to keep
             a, b = self._dims_offsets[row], self._dims_offsets[row + 1]
-            entry = BundleEntry(
+            return BundleEntry(
                 self._dtype[row],
                 tuple(self._dims[a:b]),
                 self._shard[row],
@@ -330,15 +343,17 @@ class BundleIndex:
                 self._size[row],
                 self._crc[row],
             )
-        else:
-            raw = self._data[self._starts[row] : self._ends[row]]
-            try:
-                entry = decode_entry(raw)
-            except CheckpointError as exc:
-                raise DataLossError(
-                    f"cannot parse BundleEntryProto: {exc.message}", path=self.path, key=key
-                ) from None
-            validate_entry(key, entry, self.header.num_shards, self.path)
+        cached = self._cache.get(row)
+        if cached is not None:
+            return cached
+        raw = self._slow_rows[row]
+        try:
+            entry = decode_entry(raw)
+        except CheckpointError as exc:
+            raise DataLossError(
+                f"cannot parse BundleEntryProto: {exc.message}", path=self.path, key=key
+            ) from None
+        validate_entry(key, entry, self.header.num_shards, self.path)
         self._cache[row] = entry
         return entry
 
@@ -362,11 +377,11 @@ class BundleIndex:
     def shape_map(self) -> dict[bytes, list[int]]:
         """Full shapes of the visible keys, every entry validated."""
         out = {}
-        offsets, dims, ok, rows = self._dims_offsets, self._dims, self._ok, self._rows
+        offsets, dims, ok = self._dims_offsets, self._dims, self._ok
         for key in self.visible_keys():
-            row = rows[key]
+            row = self.row(key)
             if ok[row]:
-                out[key] = dims[offsets[row] : offsets[row + 1]]
+                out[key] = dims[offsets[row] : offsets[row + 1]].tolist()
             else:
                 out[key] = list(self.entry(key).shape)
         return out
@@ -375,6 +390,6 @@ class BundleIndex:
         """DataType enum values of the visible keys, every entry validated."""
         out = {}
         for key in self.visible_keys():
-            row = self._rows[key]
+            row = self.row(key)
             out[key] = self._dtype[row] if self._ok[row] else self.entry(key).dtype
         return out

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .bundle_reader import BundleReader
 from .durable import TemporaryFile, fsync_path, install, temporary_name
-from .messages import BundleEntry, BundleHeader, encode_entry, encode_header
+from .messages import BundleEntry, BundleHeader, TensorSlice, encode_entry, encode_header
 from .naming import data_filename, index_filename
 from .table import encode_table
 
@@ -63,6 +63,9 @@ def merge_bundles(
         )
 
     merged: dict[bytes, BundleEntry] = {}
+    # A partitioned tensor's slices from every bundle, joined once at the end: adding
+    # each bundle's to a growing tuple would make M bundles cost O(M^2).
+    slices: dict[bytes, list[TensorSlice]] = {}
     file_ids: dict[str, int] = {}
     total_shards = 0
     first_header: BundleHeader | None = None
@@ -82,9 +85,13 @@ def merge_bundles(
             total_shards += header.num_shards
             for key in reader.raw_keys():
                 entry = reader.entry(key)
-                _merge_entry(merged, key, entry, prefix, header.num_shards, file_ids, reader)
+                _merge_entry(
+                    merged, slices, key, entry, prefix, header.num_shards, file_ids, reader
+                )
 
     assert first_header is not None
+    for key, parts in slices.items():
+        merged[key] = merged[key]._replace(slices=tuple(parts))
     num_files = len(file_ids)
     renames = [
         (source, data_filename(merged_prefix, shard_id, num_files))
@@ -143,6 +150,7 @@ def _write_merged(
 
 def _merge_entry(
     merged: dict[bytes, BundleEntry],
+    slices: dict[bytes, list[TensorSlice]],
     key: bytes,
     entry: BundleEntry,
     prefix: str,
@@ -164,6 +172,8 @@ def _merge_entry(
             crc32c=entry.crc32c,
             slices=entry.slices,
         )
+        if entry.slices:
+            slices[key] = list(entry.slices)
         return
     if not existing.slices or not entry.slices:
         raise AlreadyExistsError(
@@ -175,12 +185,4 @@ def _merge_entry(
             path=reader.index_path,
             key=key,
         )
-    merged[key] = BundleEntry(
-        dtype=existing.dtype,
-        shape=existing.shape,
-        shard_id=existing.shard_id,
-        offset=existing.offset,
-        size=existing.size,
-        crc32c=existing.crc32c,
-        slices=existing.slices + entry.slices,
-    )
+    slices[key].extend(entry.slices)

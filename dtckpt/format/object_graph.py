@@ -20,11 +20,13 @@ omitted. The node's index in ``nodes`` is its id; node 0 is the root.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import CheckpointError, DataLossError
 from . import wire
-from .wire import as_int32, field_bytes, field_varint, iter_fields
+from .wire import as_int32, field_bytes, field_varint, iter_fields, iter_spans
 
 __all__ = [
     "ObjectReference",
@@ -33,6 +35,7 @@ __all__ = [
     "RegisteredSaver",
     "TrackableObject",
     "TrackableObjectGraph",
+    "ObjectGraphView",
     "encode_object_graph",
     "decode_object_graph",
 ]
@@ -124,6 +127,23 @@ def _string(value: object) -> str:
     return bytes(value).decode("utf-8", errors="surrogateescape")
 
 
+def _fields(message: memoryview) -> dict[int, object]:
+    """A sub-message's VARINT and LEN fields by number, the last occurrence winning."""
+    fields: dict[int, object] = {}
+    for number, wire_type, value in iter_fields(message):
+        if wire_type in (wire.VARINT, wire.LEN):
+            fields[number] = value
+    return fields
+
+
+def _decode_slot(fields: dict[int, object]) -> SlotVariableReference:
+    return SlotVariableReference(
+        as_int32(int(fields.get(1, 0))),  # type: ignore[call-overload]
+        _string(fields.get(2, memoryview(b""))),
+        as_int32(int(fields.get(3, 0))),  # type: ignore[call-overload]
+    )
+
+
 def _decode_node(buf: memoryview) -> TrackableObject:
     children, attributes, slots = [], [], []
     saver: RegisteredSaver | None = None
@@ -132,10 +152,7 @@ def _decode_node(buf: memoryview) -> TrackableObject:
         if wire_type != wire.LEN:
             continue
         assert isinstance(value, memoryview)
-        fields: dict[int, object] = {}
-        for inner_number, inner_type, inner in iter_fields(value):
-            if inner_type in (wire.VARINT, wire.LEN):
-                fields[inner_number] = inner
+        fields = _fields(value)
         if number == 1:
             node_id = as_int32(int(fields.get(1, 0)))  # type: ignore[call-overload]
             children.append(ObjectReference(node_id, _string(fields.get(2, memoryview(b"")))))
@@ -148,13 +165,7 @@ def _decode_node(buf: memoryview) -> TrackableObject:
                 )
             )
         elif number == 3:
-            slots.append(
-                SlotVariableReference(
-                    as_int32(int(fields.get(1, 0))),  # type: ignore[call-overload]
-                    _string(fields.get(2, memoryview(b""))),
-                    as_int32(int(fields.get(3, 0))),  # type: ignore[call-overload]
-                )
-            )
+            slots.append(_decode_slot(fields))
         elif number == 4:
             saver = RegisteredSaver(
                 _string(fields.get(1, memoryview(b""))), _string(fields.get(2, memoryview(b"")))
@@ -166,27 +177,148 @@ def _decode_node(buf: memoryview) -> TrackableObject:
 
 def decode_object_graph(buf: bytes) -> TrackableObjectGraph:
     """Parse the object graph; node ids out of range raise :class:`DataLossError` (rule O-PB-2)."""
-    try:
-        nodes = []
-        for number, wire_type, value in iter_fields(buf):
-            if number == 1 and wire_type == wire.LEN:
-                assert isinstance(value, memoryview)
-                nodes.append(_decode_node(value))
-    except CheckpointError as exc:
-        raise DataLossError(
-            f"cannot parse the object graph: {exc.message}", offset=exc.offset
-        ) from None
-    except (ValueError, TypeError) as exc:  # a field of the wrong wire type
-        raise DataLossError(f"cannot parse the object graph: {exc}") from None
-    count = len(nodes)
-    for index, node in enumerate(nodes):
-        ids = [c.node_id for c in node.children]
-        ids += [s.original_variable_node_id for s in node.slot_variables]
-        ids += [s.slot_variable_node_id for s in node.slot_variables]
-        for node_id in ids:
-            if not 0 <= node_id < count:
-                raise DataLossError(
-                    f"object graph node {index} refers to node {node_id}, "
-                    f"but the graph has {count} nodes"
+    view = ObjectGraphView(buf)
+    return TrackableObjectGraph(tuple(view.node(i) for i in range(len(view))))
+
+
+def _parse_error(exc: BaseException, base: int) -> DataLossError:
+    if isinstance(exc, CheckpointError):
+        offset = None if exc.offset is None else exc.offset + base
+        return DataLossError(f"cannot parse the object graph: {exc.message}", offset=offset)
+    return DataLossError(f"cannot parse the object graph: {exc}")  # a field of a wrong type
+
+
+# Per-node flags kept by ObjectGraphView: has_checkpoint_values absent/false/true, attributes.
+_VALUES_FALSE, _VALUES_TRUE, _HAS_ATTRIBUTES = 1, 2, 4
+
+
+class ObjectGraphView:
+    """The nodes of an encoded ``TrackableObjectGraph``, each decoded only when asked for.
+
+    A restore visits every node once, so holding all of them decoded would only
+    cost memory (several hundred bytes a node). The constructor skims the message
+    once, recording for each node its byte span, whether it has attributes, its
+    ``has_checkpoint_values`` and its slot variable references (rare, so decoded
+    then); :meth:`node` decodes one node, checking its ids (rule O-PB-2).
+    Malformed bytes raise :class:`DataLossError` with the offset in the message.
+    """
+
+    def __init__(self, buf: bytes) -> None:
+        self._buf = bytes(buf)
+        view = memoryview(self._buf)
+        self._starts, self._ends = array("q"), array("q")
+        flags = bytearray()
+        slots: list[tuple[int, SlotVariableReference]] = []
+        try:
+            for number, wire_type, start, end in iter_spans(view):
+                if number == 1 and wire_type == wire.LEN:
+                    try:
+                        flags.append(self._skim_node(view[start:end], len(flags), slots))
+                    except (CheckpointError, ValueError, TypeError) as exc:
+                        raise _parse_error(exc, start) from None
+                    self._starts.append(start)
+                    self._ends.append(end)
+        except CheckpointError as exc:
+            raise _parse_error(exc, 0) from None
+        self._flags = bytes(flags)
+        count = len(self._flags)
+        for owner, slot in slots:
+            for node_id in (slot.original_variable_node_id, slot.slot_variable_node_id):
+                if not 0 <= node_id < count:
+                    raise _bad_id(owner, node_id, count)
+        self.slot_variables: tuple[tuple[int, SlotVariableReference], ...] = tuple(slots)
+
+    @staticmethod
+    def _skim_node(
+        node: memoryview, node_id: int, slots: list[tuple[int, SlotVariableReference]]
+    ) -> int:
+        """The node's flags; its slot variable references are added to ``slots``."""
+        flags = 0
+        for number, wire_type, start, end in iter_spans(node):
+            if wire_type != wire.LEN:
+                continue
+            if number == 2:
+                flags |= _HAS_ATTRIBUTES
+            elif number == 3:
+                slots.append((node_id, _decode_slot(_fields(node[start:end]))))
+            elif number == 5:
+                value = _fields(node[start:end]).get(1, 0)
+                flags = (flags & _HAS_ATTRIBUTES) | (_VALUES_TRUE if value else _VALUES_FALSE)
+        return flags
+
+    def __len__(self) -> int:
+        return len(self._flags)
+
+    def has_attributes(self, node_id: int) -> bool:
+        return bool(self._flags[node_id] & _HAS_ATTRIBUTES)
+
+    def has_checkpoint_values(self, node_id: int) -> bool | None:
+        """The node's ``has_checkpoint_values``; ``None`` when the field is absent."""
+        flag = self._flags[node_id]
+        if flag & _VALUES_TRUE:
+            return True
+        return False if flag & _VALUES_FALSE else None
+
+    def node(self, node_id: int) -> TrackableObject:
+        """Node ``node_id``, decoded; ids out of range raise :class:`DataLossError`."""
+        start, end = self._starts[node_id], self._ends[node_id]
+        try:
+            node = _decode_node(memoryview(self._buf)[start:end])
+        except (CheckpointError, ValueError, TypeError) as exc:
+            raise _parse_error(exc, start) from None
+        count = len(self._flags)
+        for child in node.children:
+            if not 0 <= child.node_id < count:
+                raise _bad_id(node_id, child.node_id, count)
+        return node
+
+    def children(self, node_id: int) -> Iterator[ObjectReference]:
+        """The node's children one at a time: a node with a million children is never
+        held decoded at once."""
+        count = len(self._flags)
+        for message, start in self._fields_of(node_id, 1):
+            try:
+                fields = _fields(message)
+                child = ObjectReference(
+                    as_int32(int(fields.get(1, 0))),  # type: ignore[call-overload]
+                    _string(fields.get(2, memoryview(b""))),
                 )
-    return TrackableObjectGraph(tuple(nodes))
+            except (CheckpointError, ValueError, TypeError) as exc:
+                raise _parse_error(exc, start) from None
+            if not 0 <= child.node_id < count:
+                raise _bad_id(node_id, child.node_id, count)
+            yield child
+
+    def attributes(self, node_id: int) -> list[SerializedTensor]:
+        """The node's stored attributes (rule O-RS-4)."""
+        out = []
+        for message, start in self._fields_of(node_id, 2):
+            try:
+                fields = _fields(message)
+                out.append(
+                    SerializedTensor(
+                        _string(fields.get(1, memoryview(b""))),
+                        _string(fields.get(2, memoryview(b""))),
+                        _string(fields.get(3, memoryview(b""))),
+                    )
+                )
+            except (CheckpointError, ValueError, TypeError) as exc:
+                raise _parse_error(exc, start) from None
+        return out
+
+    def _fields_of(self, node_id: int, number: int) -> Iterator[tuple[memoryview, int]]:
+        """The node's LEN fields numbered ``number``, with their offsets in the message."""
+        view = memoryview(self._buf)
+        start, end = self._starts[node_id], self._ends[node_id]
+        try:
+            for field, wire_type, payload, stop in iter_spans(view, start, end):
+                if field == number and wire_type == wire.LEN:
+                    yield view[payload:stop], payload
+        except CheckpointError as exc:
+            raise _parse_error(exc, 0) from None
+
+
+def _bad_id(index: int, node_id: int, count: int) -> DataLossError:
+    return DataLossError(
+        f"object graph node {index} refers to node {node_id}, but the graph has {count} nodes"
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "field_fixed32",
     "field_double",
     "iter_fields",
+    "iter_spans",
     "as_int32",
     "as_int64",
 ]
@@ -82,13 +83,31 @@ def iter_fields(
     Every length is checked against the message end before it is used.
     """
     view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    for number, wire_type, value, stop in iter_spans(view, start, end):
+        yield number, wire_type, view[value:stop] if wire_type == LEN else value
+
+
+def iter_spans(
+    buf: bytes | memoryview, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, int, int, int]]:
+    """Yield ``(field_number, wire_type, value, stop)`` for each field of ``buf[start:end]``.
+
+    For LEN fields ``value`` is the offset of the payload in ``buf`` and ``stop`` its end,
+    so callers can keep offsets instead of slices; for the others ``value`` is the number
+    and ``stop`` the offset after the field.
+    """
+    view = buf if isinstance(buf, memoryview) else memoryview(buf)
     if end is not None:
         view = view[:end]  # rule H-BD-1: no varint may run past the message into what follows
     pos = start
     stop = len(view)
     while pos < stop:
         field_start = pos
-        key, pos = decode_varint(view, pos)
+        key = view[pos]
+        if key < 0x80:  # one-byte tags and lengths are the rule: skip the call
+            pos += 1
+        else:
+            key, pos = decode_varint(view, pos)
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise DataLossError("protobuf field number 0", offset=field_start)
@@ -96,25 +115,29 @@ def iter_fields(
             value, pos = decode_varint(view, pos)
             if pos > stop:
                 raise DataLossError("protobuf varint runs past message end", offset=field_start)
-            yield number, wire_type, value
+            yield number, wire_type, value, pos
         elif wire_type == LEN:
-            length, pos = decode_varint(view, pos)
+            length = view[pos] if pos < stop else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = decode_varint(view, pos)
             if length > stop - pos:
                 raise DataLossError(
                     f"protobuf field {number} claims {length} bytes, only {stop - pos} left",
                     offset=field_start,
                 )
-            yield number, wire_type, view[pos : pos + length]
+            yield number, wire_type, pos, pos + length
             pos += length
         elif wire_type == I32:
             if stop - pos < 4:
                 raise DataLossError("truncated fixed32 field", offset=field_start)
-            yield number, wire_type, int.from_bytes(view[pos : pos + 4], "little")
+            yield number, wire_type, int.from_bytes(view[pos : pos + 4], "little"), pos + 4
             pos += 4
         elif wire_type == I64:
             if stop - pos < 8:
                 raise DataLossError("truncated fixed64 field", offset=field_start)
-            yield number, wire_type, int.from_bytes(view[pos : pos + 8], "little")
+            yield number, wire_type, int.from_bytes(view[pos : pos + 8], "little"), pos + 8
             pos += 8
         else:
             raise DataLossError(

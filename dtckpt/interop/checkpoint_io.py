@@ -137,7 +137,7 @@ def write_checkpoint(
     sink.start(sum(t.nbytes for t in chosen), f"writing {prefix}", "B")
     total = 0
     directory = os.path.dirname(prefix) or os.curdir
-    if os.path.isdir(directory):  # rule S-TP-4: what a killed conversion left goes first
+    if os.path.isdir(directory):  # rule S-TP-5: what a killed conversion left goes first
         with directory_lock(directory):
             remove_stale_temporaries(directory)
     with BundleWriter(prefix) as writer:

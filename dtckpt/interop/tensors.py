@@ -270,7 +270,7 @@ def atomic_path(path: str) -> Iterator[str]:
 
     On an exception the temporary file is removed and ``path`` is untouched,
     so a failed conversion never leaves a half-written file (rule I-CV-3); the
-    temporaries a killed conversion left are removed by the next one (rule S-TP-4).
+    temporaries a killed conversion left are removed by the next one (rule S-TP-5).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with output_file(path) as temporary:

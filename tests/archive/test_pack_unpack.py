@@ -281,7 +281,7 @@ def test_is_archive_never_opens_special_files(tmp_path: pathlib.Path) -> None:
         dtckpt.load_checkpoint(str(tmp_path / "fifo"))
 
 
-# -- rule S-TP-4: temporaries of killed packs and conversions ----------------------------------
+# -- rule S-TP-5: temporaries of killed packs and conversions ----------------------------------
 
 
 def _held(path: pathlib.Path) -> int:

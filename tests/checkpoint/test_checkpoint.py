@@ -192,12 +192,13 @@ def test_mismatch_names_key_path_and_changes_nothing(tmp_path: pathlib.Path) -> 
     path = dtckpt.Checkpoint(model=Net(1.0)).write(str(tmp_path / "w"))
     wrong = Net(9.0)
     wrong.v = dtckpt.Variable(np.zeros(4, np.float32))
-    with pytest.raises(InvalidArgumentError, match=r"\(root\).model.v.*\[3\].*\[4\]"):
+    shapes = r"\(root\).model.v.*shape \(3,\).*shape \(4,\)"
+    with pytest.raises(InvalidArgumentError, match=shapes):
         dtckpt.Checkpoint(model=wrong).read(path)
     assert wrong.inner.w.numpy().ravel().tolist() == [9.0] * 4
     wrong_dtype = Net(9.0)
     wrong_dtype.v = dtckpt.Variable(np.zeros(3, np.int64))
-    with pytest.raises(InvalidArgumentError, match="float32.*int64"):
+    with pytest.raises(InvalidArgumentError, match="expected dtype int64 .* original dtype float"):
         dtckpt.Checkpoint(model=wrong_dtype).read(path)
 
 

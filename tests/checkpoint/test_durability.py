@@ -10,6 +10,7 @@ import copy
 import fcntl
 import logging
 import os
+import time
 import pathlib
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
 ) -> None:
     seen: list[tuple[str, bool]] = []
     clean, write_state = (
-        checkpoint_module.remove_stale_temporaries,
+        checkpoint_module.clean_if_changed,
         state_module.write_checkpoint_state,
     )
 
@@ -193,7 +194,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
         seen.append(("state", flock_is_free(save_dir)))
         return write_state(save_dir, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "remove_stale_temporaries", watched_clean)
+    monkeypatch.setattr(checkpoint_module, "clean_if_changed", watched_clean)
     monkeypatch.setattr(state_module, "write_checkpoint_state", watched_state)
     options = dtckpt.CheckpointOptions(
         experimental_write_callbacks=[
@@ -264,7 +265,7 @@ def _litter(directory: pathlib.Path) -> set[str]:
     (directory / "other_temp").mkdir()
     (directory / "other_temp" / "data.bin").write_bytes(b"keep")
     (directory / "other_temp" / SHARDED_TEMP_MARKER).write_bytes(b"")
-    # Rule S-TP-3: without the marker, even part files or nothing at all are not ours.
+    # Rule S-TP-4: without the marker, even part files or nothing at all are not ours.
     (directory / "unmarked_temp").mkdir()
     (directory / "unmarked_temp" / "part-00000-of-00001.index").write_bytes(b"keep")
     (directory / "empty_temp").mkdir()
@@ -285,6 +286,33 @@ def test_the_next_save_removes_leftovers_and_nothing_else(
     assert bystanders <= names
     assert (tmp_path / "other_temp" / "data.bin").read_bytes() == b"keep"
     assert workload.check(path)[1] == 1
+
+
+def test_unchanged_directory_is_not_listed_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule S-TP-3: a process's next save skips the listing when nothing else changed the
+    directory, and lists (and cleans) again as soon as something did."""
+    ckpt = small_checkpoint(1.0)
+    ckpt.save(str(tmp_path / "ckpt"))
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: str = ".") -> object:
+        listed.append(os.path.abspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    ckpt.save(str(tmp_path / "ckpt"))
+    ckpt.save(str(tmp_path / "ckpt"))
+    assert str(tmp_path) not in listed
+    # A crashed writer's leftover changes the directory: the next save finds and removes it.
+    time.sleep(0.02)  # past the filesystem's timestamp granularity
+    leftover = tmp_path / "ckpt-9.index.tempstate1"
+    leftover.write_bytes(b"\x00garbage")
+    ckpt.save(str(tmp_path / "ckpt"))
+    assert str(tmp_path) in listed
+    assert not leftover.exists()
 
 
 def test_readers_ignore_leftovers(tmp_path: pathlib.Path) -> None:
@@ -433,7 +461,7 @@ def test_no_listed_path_reaches_outside(
     assert os.path.islink(run / "ckpt-9.index") and os.path.isdir(run / "ckpt-8.index")
 
 
-# -- rule S-TP-3: the directory of a sharded save ---------------------------------------
+# -- rule S-TP-4: the directory of a sharded save ---------------------------------------
 
 
 def _dtensor_checkpoint() -> dtckpt.Checkpoint:

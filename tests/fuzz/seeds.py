@@ -130,7 +130,7 @@ def _meshes() -> list[bytes]:
     meshes = [
         create_mesh([("x", 2), ("y", 4)], device_type="CPU"),
         create_mesh([("batch", 1)], mesh_name="m", device_type="GPU"),
-        create_mesh([("a", 2), ("b", 1), ("c", 2)], use_xla_spmd=True),
+        create_mesh([("a", 2), ("b", 1), ("c", 2)], device_type="TPU", use_xla_spmd=True),
     ]
     return [m.to_string().encode() for m in meshes]
 
