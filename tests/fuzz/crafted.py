@@ -321,7 +321,7 @@ CRAFTED["bundle"].update(
         "two-billion-shards": two_billion_shards,
     }
 )
-CRAFTED["object_graph"] = {"chain-20000": deep_chain}
+CRAFTED["object_graph"] = {"chain-5000": lambda: deep_chain(5000)}
 CRAFTED["archive"] = {
     "deep-members": deep_members,
     "member-of-2-63-bytes": member_of_2_63_bytes,
