@@ -33,7 +33,7 @@ from ..format.bundle_writer import BundleWriter
 from ..format.dirlock import directory_lock
 from ..format.durable import clean_if_changed, note_unchanged
 from ..format.object_graph import ObjectGraphView, encode_object_graph
-from ..pools import pool
+from ..pools import collect, submit_save
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
@@ -175,7 +175,7 @@ class Checkpoint(AutoTrackable):
             options.experimental_fsync,
         )
         if options.enable_async:
-            object.__setattr__(self, "_self_pending", pool("async").submit(job.run))
+            object.__setattr__(self, "_self_pending", submit_save(job.run))  # rule S-AS-1
         else:
             job.run()
         return path
@@ -188,7 +188,7 @@ class Checkpoint(AutoTrackable):
         pending: Future[None] | None = self._self_pending
         if pending is not None:
             object.__setattr__(self, "_self_pending", None)
-            pending.result()
+            collect(pending)
 
     # -- restoring -------------------------------------------------------------
     def read(self, save_path: str, options: CheckpointOptions | None = None) -> Any:

@@ -18,13 +18,14 @@ run), so the same state always gives the same bytes.
 The per-device bundles live in ``PREFIX_temp/``, a temporary of rule S-TP-1:
 the caller holds the directory lock for the whole save (rule S-LK-1), the
 merge commits the final files atomically (rule S-AT-1), and a ``PREFIX_temp``
-left by a crash is removed by the next save (rule S-TP-2).
+left by a crash is removed by the next save (rule S-TP-2). The directory is
+made exclusively and only the files the save wrote are removed from it: a
+user's own directory or link of that name is refused, never deleted (S-TP-4).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from concurrent.futures import wait
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 from ..checkpoint.checkpoint import Checkpoint
 from ..errors import InvalidArgumentError
 from ..format.bundle_writer import BundleWriter
-from ..format.durable import SHARDED_TEMP_SUFFIX
+from ..format.durable import SHARDED_TEMP_SUFFIX, create_sharded_temp, remove_sharded_temp
 from ..format.merge import merge_bundles
 from ..mesh import Mesh, slice_spec, unique_shards
 from ..pools import pool
@@ -108,6 +109,9 @@ def write_sharded(
             jobs.append((regular_prefix, regular))
             entries.append((1 - dtensor_part, regular_prefix))
         order.extend(prefix for _, prefix in sorted(entries))
+    # Rule S-TP-4: a directory of our own, made exclusively; removing it touches only the
+    # files the device writers made, so a user's directory of that name is never deleted.
+    create_sharded_temp(path)
     try:
         # The devices write their bundles at the same time, as they would on real
         # hardware; writes and checksums release the GIL.
@@ -120,7 +124,7 @@ def write_sharded(
             done.result()
         merge_bundles(order, path, fsync=fsync)
     finally:
-        shutil.rmtree(temp, ignore_errors=True)
+        remove_sharded_temp(temp)
 
 
 def _write_bundle(prefix: str, items: list[tuple[str, str, Any]], fsync: bool) -> None:

@@ -21,6 +21,7 @@ files of another version (S-AT-1).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import secrets
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from ..errors import AlreadyExistsError
 from .dirlock import UNSUPPORTED_LOCK_ERRNOS, directory_lock, fcntl, open_directory
 
 __all__ = [
@@ -42,7 +44,14 @@ __all__ = [
     "note_unchanged",
     "TEMPSTATE",
     "replace_on_success",
+    "output_file",
+    "remove_stale_outputs",
+    "is_output_temporary_name",
+    "is_sharded_part_name",
     "SHARDED_TEMP_SUFFIX",
+    "create_sharded_temp",
+    "remove_sharded_temp",
+    "SHARDED_TEMP_MARKER",
 ]
 
 #: Suffix of a bundle file's temporary name: ``P.index.tempstate<N>`` (TF's, rule S-TP-1).
@@ -58,11 +67,17 @@ _PART_FILE = re.compile(
     r"(?:\.tempstate\d+)?"
 )
 _CREATE_ATTEMPTS = 3
+_LOG = logging.getLogger("dtckpt")
 
 
 def temporary_name(path: str) -> str:
     """``path.tempstate<N>`` with ``N`` a random 63-bit number, as TensorFlow names them."""
     return f"{path}{TEMPSTATE}{secrets.randbits(63)}"
+
+
+def is_sharded_part_name(name: str) -> bool:
+    """Whether a file name is one of a sharded save's per-device files in ``P_temp/``."""
+    return bool(_PART_FILE.fullmatch(name))
 
 
 def is_temporary_name(name: str) -> bool:
@@ -98,6 +113,59 @@ class TemporaryFile:
         except OSError:
             pass  # a failed flush of bytes that are being thrown away
         _remove_if_present(self.path)
+
+
+#: Rule S-TP-5: the temporary of a single output file (an archive, a converted file):
+#: ``.<name>.tmp<16 hex digits>`` beside it.
+_OUTPUT_TEMP = re.compile(r"\..+\.tmp[0-9a-f]{16}")
+
+
+def is_output_temporary_name(name: str) -> bool:
+    """Whether a file name (no directory) is the temporary of an output file (rule S-TP-5)."""
+    return bool(_OUTPUT_TEMP.fullmatch(name))
+
+
+def remove_stale_outputs(path: str) -> list[str]:
+    """Remove the temporaries of the output file ``path`` that no live writer holds (S-TP-5).
+
+    The directory is listed once; only regular files named ``.<name>.tmp<16 hex digits>``
+    for this very ``<name>`` are candidates, and each is removed only if its ``flock`` can be
+    taken at once (its writer died). Returns the paths removed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.tmp") + "[0-9a-f]{16}")
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            if _remove_if_stale(entry.path):
+                removed.append(entry.path)
+    return removed
+
+
+@contextmanager
+def output_file(path: str) -> Iterator[str]:
+    """Yield a new temporary path beside ``path``; rename it onto ``path`` when the block
+    succeeds (rule S-TP-5).
+
+    The temporary, ``.<name>.tmp<16 hex digits>``, is created exclusively and held with
+    ``flock`` until it is renamed or removed, so that the next writer of ``path``, which
+    first removes the temporaries a killed writer left, leaves a live one alone. The block
+    writes the temporary by its path. On an exception it is removed and ``path`` is
+    untouched.
+    """
+    remove_stale_outputs(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp{secrets.token_hex(8)}")
+    held = _create_locked(temporary)
+    try:
+        with replace_on_success(path, temporary):
+            yield temporary
+    finally:
+        os.close(held)
 
 
 @contextmanager
@@ -281,25 +349,85 @@ def note_unchanged(directory: str) -> None:
         _LEFT_CLEAN[os.path.abspath(directory or os.curdir)] = signature
 
 
+#: Rule S-TP-4: the file that marks ``P_temp/`` as made by a sharded save, created in it
+#: right after the directory itself. Only a directory holding it is ever removed.
+SHARDED_TEMP_MARKER = ".dtckpt-sharded-save"
+
+
+def create_sharded_temp(prefix: str) -> str:
+    """Make the directory ``prefix_temp/`` of a sharded save, exclusively (rule S-TP-4).
+
+    A leftover of a crashed save (a real directory holding the marker and per-device files,
+    none live) is removed first. Anything else under that name, a user's own directory, a
+    file or a symbolic link, is never used or removed: :class:`AlreadyExistsError`.
+    """
+    temp = f"{prefix}{SHARDED_TEMP_SUFFIX}"
+    if not os.path.islink(temp) and os.path.isdir(temp):
+        _remove_stale_sharded_dir(temp)
+    try:
+        os.mkdir(temp)
+    except FileExistsError:
+        raise AlreadyExistsError(
+            "a sharded save keeps its per-device files in a directory of this name, and "
+            "something that is not a leftover of an earlier save is there; move it away",
+            path=temp,
+        ) from None
+    marker = os.path.join(temp, SHARDED_TEMP_MARKER)
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return temp
+
+
+def remove_sharded_temp(temp: str) -> None:
+    """Remove the directory :func:`create_sharded_temp` made, and only what the save wrote
+    into it: its marker and regular per-device files, never following a link (rule S-TP-4).
+    A directory left holding anything else stays, with a warning."""
+    try:
+        if os.path.islink(temp) or not os.path.isdir(temp):
+            return
+        entries = list(os.scandir(temp))
+    except OSError:
+        return
+    for entry in entries:
+        if _is_ours(entry):
+            try:
+                os.remove(entry.path)
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(temp)
+    except OSError as exc:
+        _LOG.warning("Leaving %r in place: %s", temp, exc.strerror)
+
+
+def _is_ours(entry: os.DirEntry[str]) -> bool:
+    """A regular file a sharded save writes into ``P_temp/`` (its marker or a part file)."""
+    if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+        return False
+    return entry.name == SHARDED_TEMP_MARKER or bool(_PART_FILE.fullmatch(entry.name))
+
+
 def _remove_stale_sharded_dir(path: str) -> list[str]:
-    """Remove a leftover ``<prefix>_temp`` directory if everything in it is a part file."""
+    """Remove a leftover ``<prefix>_temp`` directory: one holding the marker of rule S-TP-4
+    and nothing but part files, none of them live."""
     try:
         entries = list(os.scandir(path))
     except OSError:
         return []
-    for entry in entries:
-        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-            return []
-        if not _PART_FILE.fullmatch(entry.name):
-            return []
-    removed = [entry.path for entry in entries if _remove_if_stale(entry.path)]
-    if len(removed) == len(entries):
-        try:
-            os.rmdir(path)
-        except OSError:
-            return removed
-        removed.append(path)
-    return removed
+    if not all(_is_ours(entry) for entry in entries):
+        return []
+    if SHARDED_TEMP_MARKER not in {entry.name for entry in entries}:
+        return []  # an empty directory, or one a user made: not provably ours
+    parts = [e for e in entries if e.name != SHARDED_TEMP_MARKER]
+    removed = [entry.path for entry in parts if _remove_if_stale(entry.path)]
+    if len(removed) < len(parts):
+        return removed  # a live writer still uses it
+    marker = os.path.join(path, SHARDED_TEMP_MARKER)
+    try:
+        os.remove(marker)
+        os.rmdir(path)
+    except OSError:
+        return removed
+    return [*removed, marker, path]
 
 
 def _remove_if_stale(path: str) -> bool:
@@ -311,7 +439,9 @@ def _remove_if_stale(path: str) -> bool:
             return False
         return True
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
     except OSError:
         return False
     try:

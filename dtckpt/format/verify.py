@@ -189,9 +189,7 @@ class _Verifier:
             if not entry.slices:
                 by_shard.setdefault(entry.shard_id, []).append((key, entry))
         spans = {shard: self.check_shard_ranges(shard, items) for shard, items in by_shard.items()}
-        for shard in range(reader.num_shards):
-            if shard not in spans:
-                self.check_shard_ranges(shard, [])
+        self.check_empty_shards(set(spans))
         total = sum(e.size for items in spans.values() for _, e in items)
         self.progress.start(total, "verify", "B")
         try:
@@ -264,9 +262,10 @@ class _Verifier:
         path = self.reader.shard_path(shard)
         try:
             size = self.reader.shard_size(shard)
-        except NotFoundError:
+        except NotFoundError as exc:
             stored = f"; {len(items)} entries are stored in it" if items else ""
-            self.add(MISSING_SHARD, path, None, f"data file is missing{stored}")
+            found = "" if "missing" in exc.message else f" ({exc.message})"
+            self.add(MISSING_SHARD, path, None, f"data file is missing{found}{stored}")
             return []
         except OSError as exc:
             self.add(READ_ERROR, path, None, f"cannot open data file: {exc}")
@@ -309,6 +308,40 @@ class _Verifier:
                 size,
             )
         return readable
+
+    def check_empty_shards(self, checked: set[int]) -> None:
+        """The shards no entry points into: those present are checked for stray bytes, and
+        each run of missing ones is one problem (rules V-VF-3, H-WK-1).
+
+        The work follows the entries and the files that exist: a header that claims two
+        billion shards costs one listing of the directory, not two billion lookups.
+        """
+        total = self.reader.num_shards
+        present = [s for s in self.reader.present_shards() if s not in checked]
+        for shard in present:
+            self.check_shard_ranges(shard, [])
+        taken = sorted(checked.union(present))
+        start = 0
+        for stop in [*(s for s in taken if 0 <= s < total), total]:
+            if stop > start:
+                self.report_missing_run(start, stop)
+            start = max(start, stop + 1)
+
+    def report_missing_run(self, start: int, stop: int) -> None:
+        """Data shards ``start .. stop - 1``, which hold no entries, are all missing."""
+        self.shard = start
+        path = self.reader.shard_path(start)
+        if stop - start == 1:
+            self.add(MISSING_SHARD, path, None, "data file is missing")
+            return
+        last = os.path.basename(self.reader.shard_path(stop - 1))
+        self.add(
+            MISSING_SHARD,
+            path,
+            None,
+            f"data files are missing from this one to {last} ({stop - start} files, "
+            "no entries stored in them)",
+        )
 
     def check_checksums(self, shard: int, items: list[tuple[bytes, BundleEntry]]) -> None:
         """Every entry's checksum from one front-to-back pass (rules V-VF-4, V-VF-6)."""
