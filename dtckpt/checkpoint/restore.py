@@ -380,7 +380,7 @@ class _Step:
         # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
         # index is consulted here, no value is read.
         reader = self.coordinator.reader
-        saved = obj._serialize_to_tensors()
+        saved = obj._attribute_names()
         for attribute in attributes:
             if attribute.name not in saved:
                 self.unused.append((node_id, attribute.name))
@@ -432,7 +432,7 @@ class _Step:
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            saved = obj._serialize_to_tensors()
+            saved = obj._attribute_names()
             values = {}
             for attribute in coordinator.attributes(node_id):
                 if attribute.name not in saved:
