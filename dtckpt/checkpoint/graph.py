@@ -15,6 +15,8 @@ Source: ``tensorflow/python/checkpoint/graph_view.py``, ``trackable_view.py``,
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
@@ -193,8 +195,22 @@ def _warn_untracked(walk: Walk, saved: Container[int]) -> None:
                 "silently). Keep it in a list, dict, tuple or module attribute, or store the "
                 "container as NoDependency(...) if it is not meant to be saved.",
                 UntrackedObjectWarning,
-                stacklevel=4,
+                stacklevel=_caller_level(),
             )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside dtckpt (the
+    program's ``write``, ``save`` or ``manager.save`` call)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _short(obj: object) -> str:
