@@ -266,13 +266,7 @@ class TrackableDataStructure(Trackable):
         """The child ``name``, O(1), without the checks of :meth:`_lookup_dependency`."""
         return self._manual_lookup(name)
 
-    def _check_restorable(self) -> None:
-        """Raise if the container is in a state a save refuses (rules O-TR-7..9)."""
-
     def _lookup_dependency(self, name: str) -> Trackable | None:
-        # A restore asks this for each child it matches: a container a save would
-        # refuse refuses the restore too, as TensorFlow's does.
-        self._check_restorable()
         return self._child_named(name)
 
     def _current_dependency(self, name: str) -> Trackable | None:

@@ -1,9 +1,11 @@
 """``DictWrapper``: a tracked ``dict`` (or ``OrderedDict``) sharing the caller's (rule O-TR-8).
 
-Children are the trackable values under string keys, in insertion order. A
-non-string key holding a trackable, or a change made to the shared dict behind
-the wrapper's back (``pop``, ``popitem``, ``clear``, ``setdefault`` and ``|=``
-count as such, as in TensorFlow), makes a save or a restore refuse.
+Children are the trackable values under string keys, in the order their keys
+first got one; as in TensorFlow, a child stays until another trackable takes its
+key (deleting the key or storing a plain value under it keeps saving the old
+one). A non-string key holding a trackable, or a change made to the shared dict
+behind the wrapper's back (``pop``, ``popitem``, ``clear``, ``setdefault`` and
+``|=`` count as such, as in TensorFlow), makes a save or a restore refuse.
 Source: ``tensorflow/python/trackable/data_structures.py`` (``_DictWrapper``).
 """
 
@@ -61,6 +63,7 @@ class _DictWrapperBase(TrackableDataStructure):
     _self_untracked: frozenset[str] = frozenset()  # string keys whose value was a NoDependency
     _self_then: str | None = None
     _self_storage: dict[Any, Any]
+    _self_names: dict[str, Trackable] | None = None  # recorded children, once they differ
 
     def __init__(self, wrapped_dict: Any = None) -> None:
         if wrapped_dict is None:
@@ -136,21 +139,60 @@ class _DictWrapperBase(TrackableDataStructure):
             if isinstance(value, Trackable):
                 self._set("_self_non_string_key", True)
             return value
+        # TensorFlow names a child when a trackable is stored under its key and keeps the
+        # name, with its last trackable, until another trackable takes it: a key deleted
+        # or given a plain value still saves the old child, and a key that gets its first
+        # trackable goes after the others. While no operation has made that differ from
+        # the dict's own order and contents, the children are read off what the wrapper
+        # saw; the first one that does records the names (O(n), once).
         untracked = self._self_untracked
+        previous = self._seen_get(key)
+        is_child = isinstance(previous, Trackable) and key not in untracked
+        names = self._self_names
         if isinstance(value, NoDependency):
             value = value.value
-            if isinstance(value, Trackable):
+            if names is None and is_child:
+                self._record_names()
+            elif names is None and isinstance(value, Trackable):
                 self._set("_self_untracked", untracked | {key})
             return self._stored_untracked(value)
         value = wrapped(value)
-        if key in untracked:
-            self._set("_self_untracked", untracked - {key})
-        if isinstance(value, Trackable) and self._child_named(key) is None:
+        if not isinstance(value, Trackable):
+            if names is None and is_child:
+                self._record_names()
+            elif key in untracked:
+                self._set("_self_untracked", untracked - {key})
+            return value
+        if names is None:
+            if previous is _MISSING or is_child:  # a new key at the end, or one replaced in place
+                if previous is _MISSING:
+                    self._handle_deferred(key, value)
+                return value
+            names = self._record_names()
+        current = names.get(key)
+        names[key] = value
+        if current is None:
             self._handle_deferred(key, value)
         return value
 
+    def _record_names(self) -> dict[str, Trackable]:
+        names = self._self_names
+        if names is None:
+            names = self._children_seen()
+            self._set("_self_names", names)
+        return names
+
     def _check_external(self) -> None:
         if not self._self_external and dict.__len__(self) != len(self._storage):  # type: ignore[arg-type]
+            self._flag_external()
+
+    def _check_external_at(self, key: Any) -> None:
+        """O(1): the value an operation is about to replace or remove must be what the
+        wrapper saw, or the operation would hide a change made behind its back."""
+        self._check_external()
+        if not self._self_external and not _same(
+            self._storage.get(key, _MISSING), self._seen_get(key)
+        ):
             self._flag_external()
 
     def _check_external_fully(self) -> None:
@@ -170,8 +212,8 @@ class _DictWrapperBase(TrackableDataStructure):
 
     # -- the checkpoint view ------------------------------------------------------------
     def _check_restorable(self) -> None:
-        """A restore refuses a dict that could not be saved, as TensorFlow's does."""
-        self._check_external()
+        """Raise what a save of this dict raises (O(n), once per save or binding)."""
+        self._check_external_fully()
         if self._self_non_string_key:
             raise InvalidArgumentError(_NON_STRING_KEY.format(obj=_short(self)))
         if self._self_external:
@@ -182,7 +224,6 @@ class _DictWrapperBase(TrackableDataStructure):
             )
 
     def _trackable_children(self) -> dict[str, Trackable]:
-        self._check_external_fully()
         self._check_restorable()
         return self._children()
 
@@ -190,6 +231,10 @@ class _DictWrapperBase(TrackableDataStructure):
         return list(self._children().values())
 
     def _children(self) -> dict[str, Trackable]:
+        names = self._self_names
+        return self._with_manual(dict(names) if names is not None else self._children_seen())
+
+    def _children_seen(self) -> dict[str, Trackable]:
         """The string keys holding trackables, as the wrapper last saw them."""
         untracked = self._self_untracked
         seen: dict[Any, Any] = cast(dict[Any, Any], self)
@@ -198,9 +243,13 @@ class _DictWrapperBase(TrackableDataStructure):
             for key, value in dict.items(seen)
             if isinstance(key, str) and isinstance(value, Trackable) and key not in untracked
         }
-        return self._with_manual(children)
+        return children
 
     def _child_named(self, name: str) -> Trackable | None:
+        names = self._self_names
+        if names is not None:
+            child = names.get(name)
+            return child if child is not None else self._manual_lookup(name)
         if name not in self._self_untracked:
             value = self._seen_get(name)
             if isinstance(value, Trackable):
@@ -209,13 +258,17 @@ class _DictWrapperBase(TrackableDataStructure):
 
     # -- writes through the wrapper -----------------------------------------------------
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._check_external()
+        self._check_external_at(key)
         value = self._track_value(value, key)
         self._storage[key] = value
         self._dict_base.__setitem__(self, key, value)
 
     def __delitem__(self, key: Any) -> None:
-        self._check_external()
+        self._check_external_at(key)
+        seen = self._seen_get(key)
+        if self._self_names is None and isinstance(seen, Trackable) and key in self._storage:
+            if key not in self._self_untracked:
+                self._record_names()  # TensorFlow keeps saving a deleted child
         del self._storage[key]
         if self._seen_get(key) is not _MISSING:
             self._dict_base.__delitem__(self, key)

@@ -139,6 +139,24 @@ class ListWrapper(TrackableDataStructure, list[Any]):
         if not self._self_external and list.__len__(self) != len(self._storage):
             self._flag_external()
 
+    def _check_external_at(self, key: Any) -> None:
+        """O(1) for an index, O(k) for a slice of k: the elements an operation is about to
+        replace or remove must be what the wrapper saw; otherwise the operation would make
+        the two agree again and hide the change made behind its back."""
+        self._check_external()
+        if self._self_external:
+            return
+        try:
+            ours, seen = self._storage[key], list.__getitem__(self, key)
+        except (IndexError, TypeError):
+            return  # the operation itself raises
+        if isinstance(key, slice):
+            same = len(ours) == len(seen) and all(map(_same, ours, seen))
+        else:
+            same = _same(ours, seen)
+        if not same:
+            self._flag_external()
+
     def _check_external_fully(self) -> None:
         """O(n), once per save: any element that is not what the wrapper saw."""
         if self._self_external:
@@ -201,7 +219,6 @@ class ListWrapper(TrackableDataStructure, list[Any]):
 
     # -- the checkpoint view ------------------------------------------------------------
     def _trackable_children(self) -> dict[str, Trackable]:
-        self._check_external_fully()
         self._check_restorable()
         names = self._self_names
         if names is not None:
@@ -221,9 +238,9 @@ class ListWrapper(TrackableDataStructure, list[Any]):
         return children + list((self._self_dependencies or {}).values())
 
     def _check_restorable(self) -> None:
-        """A restore refuses a list that could not be saved, as TensorFlow's does (the
-        O(1) look for an outside change; a save makes the full one)."""
-        self._check_external()
+        """Raise what a save of this list raises (a restore asks it once per binding, a
+        save once per save: O(n) each)."""
+        self._check_external_fully()
         if self._self_non_append:
             raise InvalidArgumentError(_NON_APPEND.format(obj=_short(self)))
         if self._self_external:
@@ -271,7 +288,7 @@ class ListWrapper(TrackableDataStructure, list[Any]):
                 for i in range(count):
                     self.append(storage[i])
             return self
-        self._check_external()
+        self._check_external_fully()
         if self._has_mutation_or_trackable():
             self._mark_non_append()
         self._storage.clear()
@@ -280,7 +297,7 @@ class ListWrapper(TrackableDataStructure, list[Any]):
 
     # -- mutations that may move elements ---------------------------------------------
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._check_external()
+        self._check_external_at(key)
         storage = self._storage
         if isinstance(key, slice):
             self._set_slice(key, value)
@@ -324,7 +341,7 @@ class ListWrapper(TrackableDataStructure, list[Any]):
             self._set("_self_trackables", sum(isinstance(v, Trackable) for v in tracked))
 
     def __delitem__(self, key: Any) -> None:
-        self._check_external()
+        self._check_external_at(key)
         if self._has_mutation_or_trackable():
             self._mark_non_append()
         del self._storage[key]
@@ -339,7 +356,7 @@ class ListWrapper(TrackableDataStructure, list[Any]):
         list.insert(self, index, value)
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
-        self._check_external()
+        self._check_external_fully()
         if self._has_mutation_or_trackable():
             self._mark_non_append()
         storage = self._storage
@@ -348,7 +365,7 @@ class ListWrapper(TrackableDataStructure, list[Any]):
 
     def reverse(self) -> None:
         """Unsaveable when a trackable moves (all but the middle element of an odd length)."""
-        self._check_external()
+        self._check_external_fully()
         storage = self._storage
         if not self._self_non_append:
             size = len(storage)

@@ -352,6 +352,7 @@ class _Step:
                 continue
             coordinator.bind(node_id, obj)
             self.bound.append(node_id)
+            obj._check_restorable()  # a container a save would refuse (O-TR-7..9)
             if coordinator.graph.has_attributes(node_id):
                 self.with_values.append(node_id)
                 self._check_values(node_id, coordinator.attributes(node_id), obj)

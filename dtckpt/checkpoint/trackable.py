@@ -106,6 +106,10 @@ class Trackable:
         dependencies = self._self_dependencies
         return dependencies.get(name) if dependencies else None
 
+    def _check_restorable(self) -> None:
+        """Raise if a restore must not bind this object: a container that a save would
+        refuse refuses a restore too, as TensorFlow's does (rules O-RS-2, O-TR-7..9)."""
+
     def _current_dependency(self, name: str) -> Trackable | None:
         """What ``name`` names now, for ``_track_trackable`` (containers skip the checks
         their ``_lookup_dependency`` makes for restores)."""

@@ -123,13 +123,16 @@ REFUSING: list[tuple[str, Callable[[ListWrapper], Any]]] = [
 
 
 @pytest.mark.parametrize("name, mutate", REFUSING, ids=[n for n, _ in REFUSING])
-def test_mutations_that_move_trackables_refuse(name: str, mutate: Callable[[ListWrapper], Any]) -> None:
+def test_mutations_that_move_trackables_refuse(
+    name: str, mutate: Callable[[ListWrapper], Any], tmp_path: pathlib.Path
+) -> None:
     l = _list_with_trackable()
+    path = save(l, tmp_path)
     mutate(l)
     with pytest.raises(InvalidArgumentError, match=f"Unable to save.*{REPLACED}"):
         l._trackable_children()
     with pytest.raises(InvalidArgumentError, match=REPLACED):
-        l._lookup_dependency("1")  # a restore reaching it refuses too
+        dtckpt.Checkpoint(m=l).read(path)  # a restore binding it refuses too
     with pytest.raises(InvalidArgumentError, match=REPLACED):
         copy.copy(l)._trackable_children()  # and copies keep the refusal
 
@@ -350,13 +353,16 @@ def test_dict_wrapper_shares_the_callers_dict(tmp_path: pathlib.Path) -> None:
     ],
     ids=["pop", "popitem", "clear", "setdefault", "ior"],
 )
-def test_dict_methods_that_bypass_the_wrapper_refuse(mutate: Callable[[Any], Any]) -> None:
+def test_dict_methods_that_bypass_the_wrapper_refuse(
+    mutate: Callable[[Any], Any], tmp_path: pathlib.Path
+) -> None:
     d = DictWrapper({"a": 1, "b": var()})
+    path = save(d, tmp_path)
     mutate(d)
     with pytest.raises(InvalidArgumentError, match=DICT_OUTSIDE):
         d._trackable_children()
     with pytest.raises(InvalidArgumentError, match=DICT_OUTSIDE):
-        d._lookup_dependency("b")
+        dtckpt.Checkpoint(m=d).read(path)
 
 
 def test_dict_changes_through_the_wrapper_are_fine() -> None:
@@ -383,6 +389,22 @@ def test_non_string_keys_holding_trackables_refuse(items: dict[Any, Any], tmp_pa
     m.e[2] = var()  # through __setitem__ as well
     with pytest.raises(InvalidArgumentError, match=NON_STRING):
         m.e._trackable_children()
+
+
+def test_dict_children_are_named_as_tensorflow_names_them(tmp_path: pathlib.Path) -> None:
+    a, b, c, d = var(1.0), var(2.0), var(3.0), var(4.0)
+    w = DictWrapper({"x": 0, "a": a, "b": b, "d": d})
+    w["x"] = c  # the first trackable under "x": after the others
+    del w["a"]  # a deleted child is still saved under its key
+    w["b"] = 5  # so is one given a plain value
+    w["d"] = NoDependency(var())  # and one given a NoDependency
+    assert list(w._trackable_children().items()) == [("a", a), ("b", b), ("d", d), ("x", c)]
+    path = save(w, tmp_path)
+    fresh = DictWrapper({"a": var(), "b": var(), "d": var(), "x": var()})
+    dtckpt.Checkpoint(m=fresh).read(path).assert_consumed()
+    assert [float(v.numpy()) for v in fresh.values()] == [1.0, 2.0, 4.0, 3.0]
+    w["a"] = a2 = var()  # another trackable takes the name, in place
+    assert list(w._trackable_children())[0] == "a" and w._trackable_children()["a"] is a2
 
 
 def test_non_string_keys_with_plain_values_are_fine() -> None:

@@ -431,6 +431,7 @@ _OPS = st.lists(
         st.tuples(st.just("reverse")),
         st.tuples(st.just("imul"), st.integers(-1, 2)),
         st.tuples(st.just("outside_append"), st.sampled_from(["var", "plain"])),
+        st.tuples(st.just("outside_set"), st.integers(-3, 3), st.sampled_from(["var", "plain"])),
         st.tuples(st.just("inner_append")),
     ),
     max_size=6,
@@ -477,6 +478,8 @@ def _edit(
                 m.l *= op[1]
             elif op[0] == "outside_append":
                 held.append(make(op[1]))
+            elif op[0] == "outside_set":
+                held[op[1]] = make(op[2])
             elif op[0] == "inner_append":
                 inner = [x for x in m.l if isinstance(x, list)]
                 if inner:
@@ -534,3 +537,98 @@ def test_restore_into_edited_lists_matches_tensorflow(tmp_path: Any, ops: list[t
     ours, _ = _edit(DT, ops, save_first(DT, "ours"))
     theirs, _ = _edit(TF, ops, save_first(TF, "tf"))
     assert restored(DT, ours, paths["ours"]) == restored(TF, theirs, paths["tf"])
+
+
+_DICT_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(["a", "b", 1, (2, 3)]),
+                  st.sampled_from(["var", "plain", "list", "nodep"])),
+        st.tuples(st.just("del"), st.sampled_from(["a", "b", "z", 1])),
+        st.tuples(st.just("pop"), st.sampled_from(["a", "b"])),
+        st.tuples(st.just("setdefault"), st.sampled_from(["a", "c"])),
+        st.tuples(st.just("update"), st.sampled_from(["a", "d"]), st.sampled_from(["var", "plain"])),
+        st.tuples(st.just("outside"), st.sampled_from(["a", "e"])),
+        st.tuples(st.just("outside_del"), st.sampled_from(["a", "z"])),
+    ),
+    max_size=5,
+)
+
+
+class _DictEdits:
+    def __init__(self, ops: list[tuple[Any, ...]], before_edits: Callable[[Any], None]) -> None:
+        self.ops, self.before_edits = ops, before_edits
+
+    def __call__(self, lib: Any) -> Any:
+        ops = self.ops
+        counter = iter(range(1000))
+
+        def make(kind: str) -> Any:
+            if kind == "var":
+                holder = lib.Module()
+                holder.v = lib.Variable(float(next(counter)))
+                return holder
+            if kind == "list":
+                return []
+            if kind == "nodep":
+                return lib.NoDependency([next(counter)])
+            return next(counter)
+
+        m, held = lib.Module(), {"a": make("var"), "z": 0}
+        m.d = held
+        self.before_edits(m)
+        for op in ops:
+            try:
+                if op[0] == "set":
+                    m.d[op[1]] = make(op[2])
+                elif op[0] == "del":
+                    del m.d[op[1]]
+                elif op[0] == "pop":
+                    m.d.pop(op[1], None)
+                elif op[0] == "setdefault":
+                    m.d.setdefault(op[1], 5)
+                elif op[0] == "update":
+                    m.d.update({op[1]: make(op[2])})
+                elif op[0] == "outside":
+                    held[op[1]] = make("plain")
+                else:
+                    del held[op[1]]
+            except KeyError:
+                pass
+        return m
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(_DICT_OPS)
+def test_random_dict_edits_match_tensorflow(tmp_path: Any, ops: list[tuple[Any, ...]]) -> None:
+    directory = tmp_path / str(len(os.listdir(tmp_path)))
+    edit = _DictEdits(ops, lambda m: None)
+    assert _outcome(DT, edit, str(directory / "ours")) == _outcome(TF, edit, str(directory / "tf"))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(_DICT_OPS)
+def test_restore_into_edited_dicts_matches_tensorflow(tmp_path: Any, ops: list[tuple[Any, ...]]) -> None:
+    directory = tmp_path / str(len(os.listdir(tmp_path)))
+    paths: dict[str, str] = {}
+    kept: dict[str, list[Any]] = {}
+
+    def save_first(lib: Any, name: str) -> Callable[[Any], None]:
+        def save(m: Any) -> None:
+            paths[name] = lib.Checkpoint(root=m).write(str(directory / name))
+            kept[name] = [x for x in m.d.values() if hasattr(x, "v")]  # even if deleted later
+            for module in kept[name]:
+                module.v.assign(-1.0)
+        return save
+
+    def restored(lib: Any, m: Any, name: str) -> Any:
+        try:
+            lib.Checkpoint(root=m).read(paths[name]).expect_partial()
+        except ValueError as exc:
+            return [r for r in _REASONS if r in str(exc)]
+        return [float(x.v.numpy()) for x in kept[name]]
+
+    ours = _DictEdits(ops, save_first(DT, "ours"))(DT)
+    theirs = _DictEdits(ops, save_first(TF, "tf"))(TF)
+    assert restored(DT, ours, "ours") == restored(TF, theirs, "tf")
