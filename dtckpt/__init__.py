@@ -1,7 +1,8 @@
 """dtckpt: TensorFlow checkpoints (tensor bundles) in pure Python, without TensorFlow.
 
 The names mirror TensorFlow's, so that ``tf.train.load_checkpoint`` becomes
-``dtckpt.load_checkpoint`` and ``tf.raw_ops.SaveV2`` becomes ``dtckpt.save_v2``.
+``dtckpt.load_checkpoint`` and ``tf.raw_ops.SaveV2`` becomes ``dtckpt.save_v2``;
+``dtckpt.train`` holds ``tf.train``'s checkpointing names under their own.
 
 Importing this package does no work: each public name is imported from its
 module the first time it is used, so ``dtckpt inspect`` starts without loading
@@ -22,6 +23,7 @@ _EXPORTS = {
     "CheckpointManager": ".checkpoint.manager",
     "CheckpointOptions": ".checkpoint.options",
     "Module": ".checkpoint.module",
+    "NoDependency": ".checkpoint.data_structures",
     "Variable": ".checkpoint.variables",
     "BundleReader": ".format.bundle_reader",
     "BundleWriter": ".format.bundle_writer",
@@ -29,20 +31,23 @@ _EXPORTS = {
     "latest_checkpoint": ".checkpoint.state",
     "list_variables": ".checkpoint.reader",
     "load_checkpoint": ".checkpoint.reader",
+    "load_variable": ".checkpoint.checkpoint_utils",
     "merge_v2_checkpoints": ".checkpoint.raw_ops",
     "restore_v2": ".checkpoint.raw_ops",
     "save_v2": ".checkpoint.raw_ops",
 }
-_SUBMODULES = ("archive", "dtensor", "errors", "interop")
+_SUBMODULES = ("archive", "dtensor", "errors", "interop", "train")
 
 __all__ = [
     "archive",
     "dtensor",
     "interop",
+    "train",
     "Checkpoint",
     "CheckpointManager",
     "CheckpointOptions",
     "Module",
+    "NoDependency",
     "Variable",
     "BundleReader",
     "BundleWriter",
@@ -51,6 +56,7 @@ __all__ = [
     "latest_checkpoint",
     "list_variables",
     "load_checkpoint",
+    "load_variable",
     "merge_v2_checkpoints",
     "restore_v2",
     "save_v2",
@@ -58,8 +64,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import archive, dtensor, errors, interop
+    from . import archive, dtensor, errors, interop, train
     from .checkpoint.checkpoint import Checkpoint
+    from .checkpoint.checkpoint_utils import load_variable
+    from .checkpoint.data_structures import NoDependency
     from .checkpoint.manager import CheckpointManager
     from .checkpoint.module import Module
     from .checkpoint.options import CheckpointOptions

@@ -24,6 +24,7 @@ __all__ = [
     "UnimplementedError",
     "AlreadyExistsError",
     "FailedPreconditionError",
+    "UntrackedObjectWarning",
 ]
 
 _E = TypeVar("_E", bound="CheckpointError")
@@ -139,3 +140,9 @@ class AlreadyExistsError(CheckpointError, FileExistsError):
 
 class FailedPreconditionError(CheckpointError, RuntimeError):
     """An object was used in a state that does not allow the operation."""
+
+
+class UntrackedObjectWarning(UserWarning):
+    """A save found a trackable object where checkpoints do not look (inside a set, a
+    subclass of list or dict, a dataclass...): it is not saved, and TensorFlow would
+    drop it without a word."""

@@ -17,9 +17,11 @@ step leaves behind.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import threading
+import weakref
 from concurrent.futures import Future
 from typing import Any
 
@@ -27,7 +29,13 @@ import numpy as np
 
 from ..archive.paths import split_archive_path
 from ..dtypes import info
-from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFoundError
+from ..errors import (
+    CheckpointError,
+    DataLossError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
 from ..format.dirlock import directory_lock
@@ -44,25 +52,28 @@ from .status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSav
 from .trackable import Trackable
 from .variables import VARIABLE_VALUE_KEY, Variable
 
-__all__ = ["Checkpoint", "resolve_save_path"]
+__all__ = ["Checkpoint", "add_variable", "resolve_save_path"]
 
 SAVE_COUNTER = "save_counter"
 
 
 class Checkpoint(AutoTrackable):
-    #: Where non-DTensor values go in a DTensor save: their own bundle (False, as
-    #: tf.train.Checkpoint) or device 0's (True, as DTensorCheckpoint).
-    _regular_on_device_zero = False
-
     """Groups trackable objects and saves or restores them together, like ``tf.train.Checkpoint``.
 
     ``Checkpoint(root=None, **kwargs)``: keyword arguments become tracked
     attributes, set in sorted order. With ``root``, the root object itself is
-    the checkpoint's node 0 and the keyword arguments are attached to it.
+    the checkpoint's node 0 and the keyword arguments are attached to it. ``root``
+    may be a ``weakref.ref``: the checkpoint then never keeps the root alive
+    (rule O-CK-7). ``copy.deepcopy`` copies the objects (rule O-CK-8).
     """
 
-    _self_root: Trackable | None
-    _self_attached: dict[str, Trackable]
+    #: Where non-DTensor values go in a DTensor save: their own bundle (False, as
+    #: tf.train.Checkpoint) or device 0's (True, as DTensorCheckpoint).
+    _regular_on_device_zero = False
+
+    _self_root: Trackable | weakref.ref[Trackable] | None
+    #: Attached dependencies by name; ``None`` stands for the root itself.
+    _self_attached: dict[str, Trackable | None]
     _self_save_counter: Variable | None
     _self_pending: Future[None] | None
 
@@ -72,29 +83,23 @@ class Checkpoint(AutoTrackable):
         object.__setattr__(self, "_self_save_counter", None)
         object.__setattr__(self, "_self_pending", None)
         object.__setattr__(self, "_self_lock", threading.Lock())
+        trackable_root = root() if isinstance(root, weakref.ref) else root
         if root is not None:
-            if not isinstance(root, Trackable):
-                raise ValueError(
-                    "`Checkpoint` was expecting root to be a trackable object (an object "
-                    f"derived from `Trackable`), got {root!r}."
-                )
+            _assert_trackable(trackable_root, "root")
+            assert trackable_root is not None
             object.__setattr__(self, "_self_root", root)
         # TF attaches the root to itself under "root" (a child edge to node 0), sorted
         # in among the keyword arguments (rule O-CK-1).
         entries = list(kwargs.items()) + ([("root", root)] if root is not None else [])
         for name, value in sorted(entries, key=lambda item: item[0]):
             if root is not None and name == "root" and value is root:
-                self._self_attached["root"] = root
+                self._self_attached["root"] = None  # the root, however it is held
                 continue
             setattr(self, name, value)  # as in TF, also when a root is given
             value = getattr(self, name)
-            if not isinstance(value, Trackable):
-                raise ValueError(
-                    "`Checkpoint` was expecting a trackable object (an object derived from "
-                    f"`Trackable`), got {value!r} for keyword argument {name!r}."
-                )
-            if root is not None:
-                existing = root._lookup_dependency(name)
+            _assert_trackable(value, name)
+            if trackable_root is not None:
+                existing = trackable_root._lookup_dependency(name)
                 if existing is None:
                     self._attach(name, value)
                 elif existing is not value:
@@ -106,15 +111,53 @@ class Checkpoint(AutoTrackable):
     # -- structure -------------------------------------------------------------
     @property
     def root(self) -> Trackable:
-        return self._self_root if self._self_root is not None else self
+        """The root object (node 0): the ``root`` given, or the checkpoint itself."""
+        root = self._self_root
+        if root is None:
+            return self
+        if isinstance(root, weakref.ref):
+            obj = root()
+            if obj is None:
+                raise FailedPreconditionError(
+                    "the root object of this Checkpoint, held by a weak reference, no longer exists"
+                )
+            return obj
+        return root
 
     def _attach(self, name: str, value: Trackable) -> None:
         self._self_attached[name] = value
-        self.root._maybe_initialize_trackable()
-        self.root._handle_deferred(name, value)
+        root = self.root
+        root._maybe_initialize_trackable()
+        root._handle_deferred(name, value)
 
     def _attached(self) -> dict[str, Trackable]:
-        return dict(self._self_attached)
+        root = self.root if None in self._self_attached.values() else None
+        return {
+            name: root if value is None else value  # type: ignore[misc]
+            for name, value in self._self_attached.items()
+        }
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Checkpoint:
+        """A checkpoint of deep copies of the objects (``tf.train.Checkpoint`` deep-copies).
+
+        A pending write is waited for; the copy has its own lock and no pending write.
+        A root held by a weak reference is copied and held strongly by the copy (the
+        copy is then its only owner).
+        """
+        self._wait()
+        copied: Checkpoint = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for name, value in vars(self).items():
+            if name == "_self_lock":
+                value = threading.Lock()
+            elif name == "_self_pending":
+                value = None
+            elif name == "_self_root" and isinstance(value, weakref.ref):
+                value = copy.deepcopy(value(), memo)
+            else:
+                value = copy.deepcopy(value, memo)
+            object.__setattr__(copied, name, value)
+        return copied
 
     @property
     def save_counter(self) -> Variable:
@@ -200,10 +243,10 @@ class Checkpoint(AutoTrackable):
         if in_archive:
             path = resolve_checkpoint_path(path)
         elif not os.path.exists(path + ".index"):
+            # TensorFlow's reader's words (rule O-CK-4), and what is missing.
             raise NotFoundError(
-                f"Failed to restore from checkpoint: no checkpoint at {path!r} "
-                f"({path}.index does not exist)",
-                path=path,
+                "Unsuccessful TensorSliceReader constructor: Failed to find any matching "
+                f"files for {path} ({path}.index does not exist)"
             )
         reader = open_bundle(path)
         if OBJECT_GRAPH_PROTO_KEY not in reader:
@@ -243,7 +286,17 @@ class Checkpoint(AutoTrackable):
         if save_path is None:
             self._maybe_create_save_counter()
             return InitializationOnlyStatus()
-        status = self.read(resolve_save_path(save_path), options)
+        given = os.fspath(save_path)
+        try:
+            status = self.read(resolve_save_path(given), options)
+        except NotFoundError as exc:
+            # TensorFlow's wording around the reader's error (rule O-CK-4); the class
+            # stays (a missing tensor is still a KeyError).
+            raise type(exc)(
+                f"Error when restoring from checkpoint or SavedModel at {given}: {exc}\n"
+                "Please double-check that the path is correct. You may be missing the "
+                "checkpoint suffix (e.g. the '-1' in 'path/to/ckpt-1')."
+            ) from exc
         self._maybe_create_save_counter()
         return status
 
@@ -278,6 +331,64 @@ class Checkpoint(AutoTrackable):
         for obj in pending:
             obj._restore_from_tensors({VARIABLE_VALUE_KEY: reader.read(obj.full_name)})
         return NameBasedSaverStatus(missing, sorted(keys - used))
+
+
+def add_variable(
+    trackable: Trackable,
+    name: str,
+    shape: Any = None,
+    dtype: Any = np.float32,
+    initializer: Any = None,
+    trainable: bool = True,
+) -> Variable:
+    """Create a variable and track it on ``trackable`` as ``name`` (TensorFlow's internal
+    ``checkpoint.add_variable``, rule O-CK-9); a restore waiting for ``name`` fills it at once.
+
+    ``initializer`` is a value (then ``shape`` must be ``None``), an initializer class
+    (instantiated with ``dtype``) or a callable ``(shape, dtype=...)``. Without one,
+    floating-point variables are drawn from Glorot's uniform distribution (TensorFlow's
+    default) and others are zeros. A name already taken is a ``ValueError`` (O-TR-5).
+    """
+    dtype = np.dtype(dtype)
+    shape_list = None if shape is None else [int(d) for d in shape]
+    if initializer is None:
+        value = _default_initial_value(shape_list or [], dtype)
+    elif not callable(initializer):
+        if shape is not None:
+            raise ValueError("If initializer is a constant, do not specify shape.")
+        value = initializer
+    else:
+        if isinstance(initializer, type):
+            initializer = initializer(dtype=dtype)
+        value = initializer(shape_list, dtype=dtype)
+    variable = Variable(value, name=name, dtype=dtype, trainable=trainable)
+    trackable._track_trackable(variable, name=name)
+    return variable
+
+
+def _default_initial_value(shape: list[int], dtype: np.dtype[Any]) -> np.ndarray:
+    """``glorot_uniform`` for floating point (fans as TensorFlow computes them), else zeros."""
+    if dtype.kind != "f":
+        return np.zeros(shape, dtype=dtype)
+    if len(shape) < 1:
+        fan_in = fan_out = 1
+    elif len(shape) == 1:
+        fan_in = fan_out = shape[0]
+    else:
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = float(np.sqrt(6.0 / max(1, fan_in + fan_out)))
+    return np.random.default_rng().uniform(-limit, limit, size=shape).astype(dtype)
+
+
+def _assert_trackable(obj: Any, name: str) -> None:
+    if not isinstance(obj, Trackable):
+        raise ValueError(
+            f"`Checkpoint` was expecting {name} to be a trackable object (an object derived "
+            f"from `Trackable`), got {obj!r}. If you believe this object should be trackable "
+            "(i.e. it is part of the TensorFlow Python API and manages state), please open "
+            "an issue."
+        )
 
 
 def _is_sharded(value: Any) -> bool:

@@ -1,183 +1,66 @@
-"""Tracked containers: lists, dicts and tuples assigned to trackable attributes (rule O-TR-2).
+"""Tracked lists, dicts and tuples assigned to trackable attributes (O-TR-2, O-TR-6..9, O-TR-11).
 
 As in ``tensorflow/python/trackable/data_structures.py``, a ``list``, ``dict``
 or ``tuple`` stored on a :class:`~dtckpt.Module` (or a
 :class:`~dtckpt.Checkpoint`) is replaced by a wrapper that is itself a
-trackable node: a list's and a tuple's children are named by their index
-(``"0"``, ``"1"``), a dict's by its keys. Nested containers are wrapped
-too. The wrappers behave like the built-in types.
+trackable node::
+
+    held = [v0]            m.layers = held         ListWrapper ──"0"──> v0
+      │                          │                   │  (what the wrapper last saw:
+      └────── the same list ─────┘                   │   its own list contents)
+    held.append(v1)   <- seen through m.layers, but "modified outside the wrapper":
+                         saving refuses, as in TensorFlow
+
+* ``ListWrapper`` and ``DictWrapper`` share the caller's own list or dict: they
+  read and write it, so changes made either way are seen either way. What the
+  wrapper last saw is kept as its own built-in contents (``list``/``dict``
+  storage of the subclass), which is what the children and restore lookups
+  use, and what a save compares with the shared container, so a change made
+  behind the wrapper's back makes the save fail instead of being saved under
+  shifted names (rule O-TR-8).
+* A list's children are named by position; any mutation that could move a
+  trackable (delete, insert, sort, reverse, replacing a trackable, slice
+  assignment, ``*=`` by 0 or less) makes saving fail with TensorFlow's message
+  (rule O-TR-7). A dict's children are its string keys; a non-string key
+  holding a trackable makes saving fail.
+* A tuple is wrapped when something in it is trackable, a list or a dict;
+  namedtuples and tuple subclasses keep their type (``isinstance`` holds) and
+  namedtuples are tracked by field name and by index (rule O-TR-9).
+* :class:`NoDependency` stores a value without tracking it.
+
+Every operation costs what the built-in operation costs plus O(1) bookkeeping,
+except where the built-in one is already O(n) (slices, sort, reverse); a save
+compares each wrapper with its shared container once, O(n).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
+from .containers import (
+    List,
+    Mapping,
+    NoDependency,
+    TrackableDataStructure,
+    sticky_attribute_assignment,
+    wrap_or_unwrap,
+)
+from .dict_wrapper import DictWrapper, OrderedDictWrapper
+from .list_wrapper import ListWrapper
+from .tuple_wrapper import TupleWrapper
 
-from .trackable import Trackable
+__all__ = [
+    "NoDependency",
+    "wrap_or_unwrap",
+    "wrap",
+    "sticky_attribute_assignment",
+    "TrackableDataStructure",
+    "List",
+    "ListWrapper",
+    "Mapping",
+    "DictWrapper",
+    "OrderedDictWrapper",
+    "TupleWrapper",
+]
 
-__all__ = ["ListWrapper", "DictWrapper", "TupleWrapper", "wrap", "TrackableDataStructure"]
-
-
-class TrackableDataStructure(Trackable):
-    """Marker base: containers whose nodes hold only their elements."""
-
-    def _children_from(self, items: Iterable[tuple[str, Any]]) -> dict[str, Trackable]:
-        return {name: value for name, value in items if isinstance(value, Trackable)}
-
-
-def wrap(value: Any) -> Any:
-    """The tracked version of a container; anything else unchanged (rule O-TR-2).
-
-    As TensorFlow's ``wrap_or_unwrap``: exactly ``list`` and ``dict`` (not
-    subclasses) are wrapped, and a tuple only when something inside it is
-    trackable or a list or dict, so tuples of plain values stay tuples.
-    """
-    if isinstance(value, Trackable):
-        return value
-    if type(value) is list:
-        return ListWrapper(value)
-    if type(value) in (dict, OrderedDict):
-        return DictWrapper(value)
-    if type(value) is tuple and _should_wrap_tuple(value):
-        return TupleWrapper(value)
-    return value
-
-
-def _wrap_in_place(container: Any) -> None:
-    """Replace the elements of the caller's own list or dict by their wrapped versions.
-
-    TensorFlow's wrappers do this, so a container wrapped twice (assigned to two
-    attributes) shares its inner wrappers: the checkpoint then holds one node
-    for each inner container, with two parents.
-    """
-    pairs = enumerate(container) if isinstance(container, list) else list(container.items())
-    for key, value in pairs:
-        wrapped = wrap(value)
-        if wrapped is not value:
-            container[key] = wrapped
-
-
-def _element(items: list[Any] | tuple[Any, ...], name: str) -> Trackable | None:
-    """The trackable element a sequence's child ``name`` (its index in decimal) names."""
-    canonical = name.isascii() and name.isdigit() and (name == "0" or name[0] != "0")
-    if not canonical or len(name) > 19:
-        return None
-    index = int(name)
-    value = items[index] if index < len(items) else None
-    return value if isinstance(value, Trackable) else None
-
-
-def _should_wrap_tuple(items: tuple[Any, ...]) -> bool:
-    return any(
-        isinstance(v, Trackable)
-        or type(v) in (list, dict, OrderedDict)
-        or (type(v) is tuple and _should_wrap_tuple(v))
-        for v in items
-    )
-
-
-class ListWrapper(TrackableDataStructure, list[Any]):
-    """A ``list`` whose trackable elements are checkpoint dependencies named by index."""
-
-    def __init__(self, items: Iterable[Any] = ()) -> None:
-        if type(items) is list:
-            _wrap_in_place(items)
-        list.__init__(self, (wrap(v) for v in items))
-
-    def _trackable_children(self) -> dict[str, Trackable]:
-        return self._children_from((str(i), v) for i, v in enumerate(self))
-
-    def _lookup_dependency(self, name: str) -> Trackable | None:
-        return _element(self, name)
-
-    def _child_trackables(self) -> Iterable[Trackable]:
-        return [v for v in self if isinstance(v, Trackable)]
-
-    def _track_new(self, index: int, value: Any) -> None:
-        if isinstance(value, Trackable):
-            self._handle_deferred(str(index), value)
-
-    def append(self, value: Any) -> None:
-        value = wrap(value)
-        list.append(self, value)
-        self._track_new(len(self) - 1, value)
-
-    def extend(self, values: Iterable[Any]) -> None:
-        for value in values:
-            self.append(value)
-
-    def __iadd__(self, values: Iterable[Any]) -> ListWrapper:  # type: ignore[misc]
-        self.extend(values)
-        return self
-
-    def insert(self, index: Any, value: Any) -> None:
-        list.insert(self, index, wrap(value))
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        if isinstance(index, slice):
-            list.__setitem__(self, index, [wrap(v) for v in value])
-            return
-        value = wrap(value)
-        list.__setitem__(self, index, value)
-        self._track_new(index if index >= 0 else len(self) + index, value)
-
-    def __repr__(self) -> str:
-        return f"ListWrapper({list.__repr__(self)})"
-
-
-class DictWrapper(TrackableDataStructure, dict[Any, Any]):
-    """A ``dict`` whose trackable values are checkpoint dependencies named by their keys."""
-
-    def __init__(self, items: Any = ()) -> None:
-        dict.__init__(self)
-        if type(items) in (dict, OrderedDict):
-            _wrap_in_place(items)
-        for key, value in dict(items).items():
-            dict.__setitem__(self, key, wrap(value))
-
-    def _trackable_children(self) -> dict[str, Trackable]:
-        return self._children_from((str(k), v) for k, v in self.items())
-
-    def _lookup_dependency(self, name: str) -> Trackable | None:
-        value = self.get(name)
-        if value is None and not all(type(k) is str for k in self):
-            value = self._trackable_children().get(name)
-        return value if isinstance(value, Trackable) else None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        value = wrap(value)
-        dict.__setitem__(self, key, value)
-        if isinstance(value, Trackable):
-            self._handle_deferred(str(key), value)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def __repr__(self) -> str:
-        return f"DictWrapper({dict.__repr__(self)})"
-
-
-class TupleWrapper(TrackableDataStructure, tuple[Any, ...]):
-    """A ``tuple`` whose trackable elements are dependencies named by index."""
-
-    def __new__(cls, items: Iterable[Any] = ()) -> TupleWrapper:
-        return tuple.__new__(cls, (wrap(v) for v in items))
-
-    def _trackable_children(self) -> dict[str, Trackable]:
-        return self._children_from((str(i), v) for i, v in enumerate(self))
-
-    def _lookup_dependency(self, name: str) -> Trackable | None:
-        return _element(self, name)
-
-    def _child_trackables(self) -> Iterable[Trackable]:
-        return [v for v in self if isinstance(v, Trackable)]
-
-    def __repr__(self) -> str:
-        return f"TupleWrapper({tuple.__repr__(self)})"
+wrap = wrap_or_unwrap
+#: TensorFlow's name for the dict wrapper (``_TupleWrapper`` is the plain-tuple wrapper's class).
+_DictWrapper = DictWrapper

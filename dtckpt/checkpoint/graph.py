@@ -15,11 +15,15 @@ Source: ``tensorflow/python/checkpoint/graph_view.py``, ``trackable_view.py``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import sys
+import warnings
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InvalidArgumentError, UntrackedObjectWarning
 from ..format.object_graph import (
     ObjectReference,
     SerializedTensor,
@@ -27,6 +31,7 @@ from ..format.object_graph import (
     TrackableObjectGraph,
 )
 from .trackable import Trackable
+from .untracked import untracked_trackables
 from .variables import Variable
 
 __all__ = [
@@ -109,7 +114,11 @@ def breadth_first(
     seen = {id(root)}
     head = 0
     while head < len(walk.objects):
-        children = children_of(walk.objects[head], root, attached)
+        try:
+            children = children_of(walk.objects[head], root, attached)
+        except InvalidArgumentError as exc:  # a container that refuses to be saved (O-TR-7)
+            where = ".".join(walk.path(head))
+            raise InvalidArgumentError(f"cannot save (root).{where}: {exc.message}") from None
         if keep_children:
             walk.children.append(children)
         for name, child in children.items():
@@ -153,6 +162,7 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
     """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds."""
     walk = breadth_first(root, attached, keep_children=True)
     ids = {id(obj): node_id for node_id, obj in enumerate(walk.objects)}
+    _warn_untracked(walk, ids)
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []
     for node_id, obj in enumerate(walk.objects):
@@ -171,6 +181,41 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
                 tensors.append((key, value))
         nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))
     return GraphSnapshot(_with_value_flags(nodes), tensors)
+
+
+def _warn_untracked(walk: Walk, saved: Container[int]) -> None:
+    """Rule O-TR-10: say which trackables held by saved objects this save cannot reach."""
+    for node_id, obj in enumerate(walk.objects):
+        for where, container, found in untracked_trackables(obj, saved):
+            path = ".".join(walk.path(node_id))
+            warnings.warn(
+                f"(root){'.' if path else ''}{path}{where} is a {type(container).__name__} "
+                f"holding {_short(found)}, which this checkpoint does not save: checkpoints "
+                "follow tracked attributes, lists, dicts and tuples only (TensorFlow drops it "
+                "silently). Keep it in a list, dict, tuple or module attribute, or store the "
+                "container as NoDependency(...) if it is not meant to be saved.",
+                UntrackedObjectWarning,
+                stacklevel=_caller_level(),
+            )
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside dtckpt (the
+    program's ``write``, ``save`` or ``manager.save`` call)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _short(obj: object) -> str:
+    text = repr(obj)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _with_value_flags(nodes: list[TrackableObject]) -> TrackableObjectGraph:

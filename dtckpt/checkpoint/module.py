@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .data_structures import wrap
+from .data_structures import NoDependency, sticky_attribute_assignment
 from .trackable import Trackable
 from .variables import Variable
 
@@ -22,7 +22,18 @@ __all__ = ["AutoTrackable", "Module"]
 
 
 class AutoTrackable(Trackable):
-    """Tracks every trackable assigned to an attribute."""
+    """Tracks every trackable assigned to an attribute (rules O-TR-3, O-TR-6).
+
+    As TensorFlow's ``AutoTrackable``: lists, dicts and tuples are wrapped, a
+    trackable becomes the dependency named after the attribute (replacing what the
+    name held), ``NoDependency(value)`` stores ``value`` untracked, and
+    ``no_automatic_dependency_tracking`` turns all of it off for a method.
+    Attribute names that start with ``_self_`` are dtckpt's bookkeeping: never tracked.
+    """
+
+    #: Attributes knowingly stored without a dependency (NoDependency, tracking off):
+    #: a save does not warn about trackables inside them (rule O-TR-10).
+    _self_untracked_names: frozenset[str] = frozenset()
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_self_"):
@@ -33,14 +44,24 @@ class AutoTrackable(Trackable):
                 return
         except AttributeError:
             pass
-        value = wrap(value)
+        untracked = self._self_untracked_names
+        if self._self_setattr_tracking and not isinstance(value, NoDependency):
+            if name in untracked:
+                object.__setattr__(self, "_self_untracked_names", untracked - {name})
+            value = sticky_attribute_assignment(self, name, value)
+        else:
+            if name not in untracked:
+                object.__setattr__(self, "_self_untracked_names", untracked | {name})
+            if isinstance(value, NoDependency):
+                value = value.value
         object.__setattr__(self, name, value)
-        if isinstance(value, Trackable):
-            self._track_trackable(value, name)
 
     def __delattr__(self, name: str) -> None:
-        self._untrack(name)
+        self._delete_tracking(name)
         object.__delattr__(self, name)
+
+    def _no_dependency(self, value: Any) -> Any:
+        return NoDependency(value)
 
 
 class Module(AutoTrackable):
@@ -61,6 +82,10 @@ class Module(AutoTrackable):
     @property
     def trainable_variables(self) -> tuple[Variable, ...]:
         return tuple(v for v in self.variables if v.trainable)
+
+    @property
+    def non_trainable_variables(self) -> tuple[Variable, ...]:
+        return tuple(v for v in self.variables if not v.trainable)
 
     @property
     def submodules(self) -> tuple[Module, ...]:

@@ -352,6 +352,7 @@ class _Step:
                 continue
             coordinator.bind(node_id, obj)
             self.bound.append(node_id)
+            obj._check_restorable()  # a container a save would refuse (O-TR-7..9)
             if coordinator.graph.has_attributes(node_id):
                 self.with_values.append(node_id)
                 self._check_values(node_id, coordinator.attributes(node_id), obj)
@@ -380,7 +381,7 @@ class _Step:
         # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
         # index is consulted here, no value is read.
         reader = self.coordinator.reader
-        saved = obj._serialize_to_tensors()
+        saved = obj._attribute_names()
         for attribute in attributes:
             if attribute.name not in saved:
                 self.unused.append((node_id, attribute.name))
@@ -432,7 +433,7 @@ class _Step:
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            saved = obj._serialize_to_tensors()
+            saved = obj._attribute_names()
             values = {}
             for attribute in coordinator.attributes(node_id):
                 if attribute.name not in saved:

@@ -27,12 +27,14 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from ..errors import DataLossError, InvalidArgumentError, NotFoundError
+from ..errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from ..format.durable import TemporaryFile, install
 from ..format.inputs import read_input
 
 __all__ = [
     "update_checkpoint_state",
+    "update_checkpoint_state_internal",
+    "generate_checkpoint_state_proto",
     "write_checkpoint_state",
     "CheckpointState",
     "parse_checkpoint_state",
@@ -308,3 +310,82 @@ def update_checkpoint_state(
         last_preserved_timestamp or 0.0,
     )
     write_checkpoint_state(save_dir, state, fsync=fsync)
+
+
+def generate_checkpoint_state_proto(
+    save_dir: str,
+    model_checkpoint_path: str,
+    all_model_checkpoint_paths: list[str] | None = None,
+    all_model_checkpoint_timestamps: list[float] | None = None,
+    last_preserved_timestamp: float | None = None,
+) -> CheckpointState:
+    """The ``CheckpointState`` TensorFlow's ``generate_checkpoint_state_proto`` builds.
+
+    ``model_checkpoint_path`` is appended to the list unless it is already last; with
+    a relative ``save_dir``, relative paths are made relative to it (absolute ones are
+    kept). Timestamps, when given, must pair up with the paths (``InvalidArgumentError``,
+    a ``ValueError``). As in TensorFlow, a list passed as ``all_model_checkpoint_paths``
+    is the one updated (and returned in the state).
+    """
+    save_dir = os.fspath(save_dir)
+    paths = all_model_checkpoint_paths if all_model_checkpoint_paths is not None else []
+    if not paths or paths[-1] != model_checkpoint_path:
+        paths.append(model_checkpoint_path)
+    timestamps = list(all_model_checkpoint_timestamps or [])
+    if timestamps and len(timestamps) != len(paths):
+        raise InvalidArgumentError(
+            "Checkpoint timestamps, if provided, must match checkpoint paths (got paths "
+            f"{paths} and timestamps {timestamps})"
+        )
+    if not os.path.isabs(save_dir):
+        if not os.path.isabs(model_checkpoint_path):
+            model_checkpoint_path = os.path.relpath(model_checkpoint_path, save_dir)
+        for i, p in enumerate(paths):
+            if not os.path.isabs(p):
+                paths[i] = os.path.relpath(p, save_dir)
+    return CheckpointState(
+        model_checkpoint_path, paths, timestamps, last_preserved_timestamp or 0.0
+    )
+
+
+def update_checkpoint_state_internal(
+    save_dir: str,
+    model_checkpoint_path: str,
+    all_model_checkpoint_paths: list[str] | None = None,
+    latest_filename: str | None = None,
+    save_relative_paths: bool = False,
+    all_model_checkpoint_timestamps: list[float] | None = None,
+    last_preserved_timestamp: float | None = None,
+    *,
+    fsync: bool = True,
+) -> None:
+    """TensorFlow's ``update_checkpoint_state_internal``, with its arguments and defaults.
+
+    With ``save_relative_paths`` absolute paths are written relative to ``save_dir``;
+    otherwise paths go through :func:`generate_checkpoint_state_proto` as given. A
+    model path equal to the state file's own path is a ``FailedPreconditionError``
+    (TensorFlow: ``RuntimeError``). The file is replaced atomically (C-ST-3).
+    """
+    save_dir = os.fspath(save_dir)
+    state_path = os.path.join(save_dir, latest_filename or STATE_FILENAME)
+    paths = list(all_model_checkpoint_paths or [])
+    if save_relative_paths:
+
+        def relative(p: str) -> str:
+            return os.path.relpath(p, save_dir) if os.path.isabs(p) else p
+
+        model_checkpoint_path = relative(model_checkpoint_path)
+        paths = [relative(p) for p in paths]
+    state = generate_checkpoint_state_proto(
+        save_dir,
+        model_checkpoint_path,
+        paths,
+        all_model_checkpoint_timestamps,
+        last_preserved_timestamp,
+    )
+    if state_path == state.model_checkpoint_path:
+        raise FailedPreconditionError(
+            f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint "
+            "state.  Please use a different save path."
+        )
+    write_checkpoint_state(save_dir, state, latest_filename, fsync=fsync)

@@ -18,7 +18,7 @@ __all__ = ["CheckpointLoadStatus", "NameBasedSaverStatus", "InitializationOnlySt
 
 
 def _objects_with_attributes(objects: list[Trackable]) -> list[Trackable]:
-    return [o for o in objects if o._serialize_to_tensors()]
+    return [o for o in objects if o._attribute_names()]
 
 
 class _Status:

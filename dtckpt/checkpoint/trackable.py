@@ -9,17 +9,64 @@ Mirrors ``tensorflow/python/trackable/base.py``. A trackable has
 * **deferred restorations**: checkpoint positions waiting for a child that does
   not exist yet. When a child is later tracked under that name, it is restored
   on the spot ("restore on create").
+
+``_track_trackable`` keeps TensorFlow's contract (rule O-TR-5): only trackables,
+and a name already taken by another object only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+import contextlib
+import functools
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from .restore import CheckpointPosition
 
-__all__ = ["Trackable"]
+__all__ = [
+    "Trackable",
+    "TrackableReference",
+    "no_automatic_dependency_tracking",
+    "no_automatic_dependency_tracking_scope",
+    "no_manual_dependency_tracking_scope",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class TrackableReference:
+    """A named dependency: ``(name, ref)`` (``tf.__internal__.tracking.TrackableReference``)."""
+
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, name: str, ref: Trackable) -> None:
+        self._name = name
+        self._ref = ref
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def ref(self) -> Trackable:
+        return self._ref
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self._name
+        yield self._ref
+
+    def __repr__(self) -> str:
+        return f"TrackableReference(name={self._name}, ref={self._ref})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, tuple):
+            return len(other) == 2 and other[0] == self._name and other[1] is self._ref
+        if isinstance(other, TrackableReference):
+            return self._name == other._name and self._ref is other._ref
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class Trackable:
@@ -36,6 +83,8 @@ class Trackable:
     _self_deferred: dict[str, list[CheckpointPosition]] | None = None
     #: The uid of the restore that last assigned this object (rule O-RS-5); set per object.
     _self_update_uid: int = -1
+    #: Whether attribute assignment tracks (``AutoTrackable``, rule O-TR-6).
+    _self_setattr_tracking: bool = True
 
     def _maybe_initialize_trackable(self) -> None:
         if self._self_dependencies is None:
@@ -57,12 +106,47 @@ class Trackable:
         dependencies = self._self_dependencies
         return dependencies.get(name) if dependencies else None
 
-    def _track_trackable(self, trackable: Trackable, name: str) -> Trackable:
-        """Record ``trackable`` as the child ``name`` and restore it if a restore waits for it."""
+    def _check_restorable(self) -> None:
+        """Raise if a restore must not bind this object: a container that a save would
+        refuse refuses a restore too, as TensorFlow's does (rules O-RS-2, O-TR-7..9)."""
+
+    def _current_dependency(self, name: str) -> Trackable | None:
+        """What ``name`` names now, for ``_track_trackable`` (containers skip the checks
+        their ``_lookup_dependency`` makes for restores)."""
+        return self._lookup_dependency(name)
+
+    def _track_trackable(
+        self, trackable: Trackable, name: str, overwrite: bool = False
+    ) -> Trackable:
+        """Record ``trackable`` as the child ``name`` and restore it if a restore waits for it.
+
+        Rule O-TR-5, as ``Trackable._track_trackable`` in TensorFlow: a non-trackable is a
+        ``TypeError``; a name held by another object is a ``ValueError`` unless
+        ``overwrite``, which replaces the child in place (restorations waiting for the
+        name ran when it was first tracked and do not run again).
+        """
         self._maybe_initialize_trackable()
-        assert self._self_dependencies is not None
-        self._self_dependencies[name] = trackable
-        self._handle_deferred(name, trackable)
+        if not isinstance(trackable, Trackable):
+            raise TypeError(
+                "Trackable._track_trackable() can only be used to track objects of type "
+                f"Trackable. Got type {type(trackable)}."
+            )
+        if not getattr(self, "_manual_tracking", True):
+            return trackable
+        dependencies = self._self_dependencies
+        assert dependencies is not None
+        current = self._current_dependency(name)
+        if current is None:
+            dependencies[name] = trackable
+            self._handle_deferred(name, trackable)
+        elif current is not trackable:
+            if not overwrite:
+                raise ValueError(
+                    f"Called Trackable._track_trackable() with name='{name}', but a Trackable "
+                    "with this name is already declared as a dependency. Names must be "
+                    "unique (or overwrite=True)."
+                )
+            dependencies[name] = trackable
         return trackable
 
     def _handle_deferred(self, name: str, trackable: Trackable) -> None:
@@ -73,7 +157,8 @@ class Trackable:
             for position in sorted(positions, key=lambda p: p.restore_uid):
                 position.restore(trackable)
 
-    def _untrack(self, name: str) -> None:
+    def _delete_tracking(self, name: str) -> None:
+        """Forget the child ``name`` (``del obj.name`` on an ``AutoTrackable``)."""
         dependencies = self._self_dependencies
         if dependencies:
             dependencies.pop(name, None)
@@ -85,10 +170,56 @@ class Trackable:
             object.__setattr__(self, "_self_deferred", deferred)
         deferred.setdefault(name, []).append(position)
 
+    def _no_dependency(self, value: Any) -> Any:
+        """``value`` as it should be stored without a dependency (``AutoTrackable`` wraps it)."""
+        return value
+
+    # -- TensorFlow's names for the bookkeeping -------------------------------
+    @property
+    def _unconditional_checkpoint_dependencies(self) -> list[TrackableReference]:
+        """The tracked dependencies as ``TrackableReference``s, in tracking order."""
+        dependencies = self._self_dependencies or {}
+        return [TrackableReference(name, ref) for name, ref in dependencies.items()]
+
+    @property
+    def _unconditional_dependency_names(self) -> dict[str, Trackable]:
+        return dict(self._self_dependencies or {})
+
+    @property
+    def _checkpoint_dependencies(self) -> list[TrackableReference]:
+        """Every child (what a save holds), as ``TrackableReference``s."""
+        return [TrackableReference(n, c) for n, c in self._trackable_children().items()]
+
+    @property
+    def _deferred_dependencies(self) -> dict[str, list[CheckpointPosition]]:
+        """Restorations waiting for a child, by child name."""
+        if self._self_deferred is None:
+            object.__setattr__(self, "_self_deferred", {})
+        assert self._self_deferred is not None
+        return self._self_deferred
+
+    @property
+    def _update_uid(self) -> int:
+        return self._self_update_uid
+
+    @property
+    def _setattr_tracking(self) -> bool:
+        return self._self_setattr_tracking
+
+    @_setattr_tracking.setter
+    def _setattr_tracking(self, value: bool) -> None:
+        object.__setattr__(self, "_self_setattr_tracking", bool(value))
+
     # -- checkpointed values -------------------------------------------------
     def _serialize_to_tensors(self) -> dict[str, Any]:
         """Attribute name -> value to save. Plain trackables save nothing."""
         return {}
+
+    def _attribute_names(self) -> Collection[str]:
+        """The names of :meth:`_serialize_to_tensors`, for restores and status checks,
+        which need the names only (an object whose values are costly to produce, such as
+        Python state, says them without producing the values)."""
+        return self._serialize_to_tensors().keys()
 
     def _restore_problem(
         self, name: str, key: str, dtype: str, shape: tuple[int, ...]
@@ -107,3 +238,44 @@ class Trackable:
 
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         """Take restored values, read after :meth:`_restore_problem` found none."""
+
+
+def no_automatic_dependency_tracking(method: _F) -> _F:
+    """Decorate a method so that attribute assignments in it track nothing (rule O-TR-6).
+
+    As ``tf.__internal__.tracking.no_automatic_dependency_tracking``: lists and dicts
+    assigned in the method stay plain, trackables are not dependencies.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Trackable, *args: Any, **kwargs: Any) -> Any:
+        previous = self._self_setattr_tracking
+        object.__setattr__(self, "_self_setattr_tracking", False)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            object.__setattr__(self, "_self_setattr_tracking", previous)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def no_automatic_dependency_tracking_scope(obj: Trackable) -> Iterator[None]:
+    """The context-manager form of :func:`no_automatic_dependency_tracking`."""
+    previous = obj._self_setattr_tracking
+    object.__setattr__(obj, "_self_setattr_tracking", False)
+    try:
+        yield
+    finally:
+        object.__setattr__(obj, "_self_setattr_tracking", previous)
+
+
+@contextlib.contextmanager
+def no_manual_dependency_tracking_scope(obj: Trackable) -> Iterator[None]:
+    """``_track_trackable`` on ``obj`` does nothing inside this scope (TensorFlow's helper)."""
+    previous = getattr(obj, "_manual_tracking", True)
+    object.__setattr__(obj, "_manual_tracking", False)
+    try:
+        yield
+    finally:
+        object.__setattr__(obj, "_manual_tracking", previous)

@@ -166,7 +166,7 @@ def test_unused_values_warn_unless_expect_partial(tmp_path: pathlib.Path, caplog
 def test_constructor_value_errors() -> None:
     with pytest.raises(ValueError, match="expecting root"):
         dtckpt.Checkpoint(root=3)
-    with pytest.raises(ValueError, match="expecting a trackable"):
+    with pytest.raises(ValueError, match="expecting x to be a trackable"):
         dtckpt.Checkpoint(x=3)
     root = dtckpt.Module()
     root.child = dtckpt.Variable(1.0)
