@@ -46,23 +46,25 @@ def run_ranks(
     *args: Any,
     timeout: float = 180.0,
     env: dict[str, str] | None = None,
+    per_rank_env: dict[str, list[str]] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``target`` (``module:function``) on ``ranks`` MPI processes; its completed process.
 
-    With ``check`` a non-zero exit fails the calling test with every rank's output.
+    ``per_rank_env`` gives variables a value per rank (``mpiexec``'s ``:``-separated
+    sections). With ``check`` a non-zero exit fails the calling test with every rank's output.
     """
-    command = [
-        mpiexec(),
-        "-n",
-        str(ranks),
-        sys.executable,
-        "-m",
-        "mpi4py",
-        str(RUNNER),
-        target,
-        json.dumps(list(args)),
-    ]
+    program = [sys.executable, "-m", "mpi4py", str(RUNNER), target, json.dumps(list(args))]
+    command = [mpiexec(), "-n", str(ranks), *program]
+    if per_rank_env:
+        command = [mpiexec()]
+        for rank in range(ranks):
+            if rank:
+                command.append(":")
+            command += ["-n", "1"]
+            for name, values in per_rank_env.items():
+                command += ["-env", name, values[rank]]
+            command += program
     environment = dict(os.environ)
     environment.update(env or {})
     environment["PYTHONPATH"] = os.pathsep.join(

@@ -34,6 +34,7 @@ __all__ = [
     "as_checkpoint_error",
     "client_of",
     "record_of",
+    "first_failure",
     "raise_first",
     "run_on_root",
     "scatter_from_root",
@@ -131,27 +132,35 @@ def as_checkpoint_error(exc: BaseException, client: int | None) -> CheckpointErr
     return record_of(exc, client).to_exception()
 
 
+def first_failure(records: Sequence[ErrorRecord | None]) -> ErrorRecord | None:
+    """The failure of the lowest client, naming the others that failed too (rule P-ER-2)."""
+    failed = sorted(
+        (r for r in records if r is not None), key=lambda r: -1 if r.client is None else r.client
+    )
+    if not failed:
+        return None
+    first = failed[0]
+    others = sorted({r.client for r in failed[1:] if r.client is not None} - {first.client})
+    if not others:
+        return first
+    plural = "s" if len(others) > 1 else ""
+    suffix = f" (client{plural} {', '.join(map(str, others))} failed too)"
+    return ErrorRecord(
+        first.client,
+        first.kind,
+        first.message + suffix,
+        first.path,
+        first.key,
+        first.offset,
+        first.errno,
+    )
+
+
 def raise_first(records: Sequence[ErrorRecord | None]) -> None:
     """Raise the error of the lowest client that failed, if any did (rule P-ER-2)."""
-    failed = [r for r in records if r is not None]
-    if not failed:
-        return
-    first = min(failed, key=lambda r: -1 if r.client is None else r.client)
-    if len(failed) > 1:
-        others = sorted({r.client for r in failed if r is not first and r.client is not None})
-        if others:
-            plural = "s" if len(others) > 1 else ""
-            suffix = f" (client{plural} {', '.join(map(str, others))} failed too)"
-            first = ErrorRecord(
-                first.client,
-                first.kind,
-                first.message + suffix,
-                first.path,
-                first.key,
-                first.offset,
-                first.errno,
-            )
-    raise first.to_exception()
+    first = first_failure(records)
+    if first is not None:
+        raise first.to_exception()
 
 
 def client_of(comm: Communicator) -> int | None:

@@ -20,6 +20,7 @@ files of another version (S-AT-1).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -51,6 +52,8 @@ SHARDED_TEMP_SUFFIX = "_temp"
 # Rule S-TP-1: the names of temporaries, and nothing else, are what the cleaner may touch.
 _BUNDLE_TEMP = re.compile(r".+\.(?:index|data-\d{5,}-of-\d{5,})\.tempstate\d+")
 _STATE_TEMP = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
+_INDEX_TEMP = re.compile(r"(.+)\.index\.tempstate\d+")
+_DATA_FILE = re.compile(r"(.+)\.data-\d{5,}-of-\d{5,}")
 _PART_FILE = re.compile(
     r"part-\d{5,}-of-\d{5,}(?:_dev-\d+-of-\d+)?\.(?:index|data-\d{5,}-of-\d{5,})"
     r"(?:\.tempstate\d+)?"
@@ -186,8 +189,12 @@ def install(
     replaces_index: str | None = None,
     temporaries: Iterable[TemporaryFile] = (),
     keep_on_failure: bool = False,
+    lock: bool = True,
 ) -> None:
     """Rename finished files into place under the directory lock (rule S-AT-1).
+
+    ``lock=False`` is for a client of a multi-client save whose root already
+    holds the lock for everyone (rule P-SV-2): that lock is another process's.
 
     ``replaces_index`` (the ``.index`` the renames will write) is removed
     first, so that while data files are replaced no index describes them.
@@ -195,7 +202,8 @@ def install(
     If any step fails, the files already renamed are removed again, the last
     renamed first (the index before its data), unless ``keep_on_failure``.
     """
-    with directory_lock(directory):
+    held = directory_lock(directory) if lock else contextlib.nullcontext()
+    with held:
         for temporary in temporaries:
             temporary.close()  # releases its flock; the directory lock keeps cleaners out
         done: list[str] = []
@@ -222,7 +230,10 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 
     Call it under the directory lock. Only regular files named as rule S-TP-1
     says are removed, and ``<prefix>_temp`` directories whose every entry is a
-    per-device part file; symbolic links are never followed or removed.
+    per-device part file; symbolic links are never followed or removed. A
+    stale index temporary ``P.index.tempstate<N>`` is the mark of a save of
+    ``P`` that never committed: when ``P.index`` does not exist, the data files
+    ``P.data-NNNNN-of-NNNNN`` it left are removed with it (rule S-TP-2).
     Returns the paths removed.
     """
     removed: list[str] = []
@@ -230,14 +241,39 @@ def remove_stale_temporaries(directory: str) -> list[str]:
         entries = list(os.scandir(directory or os.curdir))
     except (FileNotFoundError, NotADirectoryError):
         return removed
+    uncommitted: set[str] = set()
     for entry in entries:
         if entry.is_symlink():
             continue
         if is_temporary_name(entry.name) and entry.is_file(follow_symlinks=False):
             if _remove_if_stale(entry.path):
                 removed.append(entry.path)
+                marked = _INDEX_TEMP.fullmatch(entry.name)
+                if marked:
+                    uncommitted.add(marked.group(1))
         elif entry.name.endswith(SHARDED_TEMP_SUFFIX) and entry.is_dir(follow_symlinks=False):
             removed.extend(_remove_stale_sharded_dir(entry.path))
+    if uncommitted:
+        removed.extend(_remove_uncommitted_data(entries, uncommitted))
+    return removed
+
+
+def _remove_uncommitted_data(entries: list[os.DirEntry[str]], prefixes: set[str]) -> list[str]:
+    """The data files of the prefixes whose save left a mark and no index (one pass)."""
+    names = {entry.name for entry in entries}
+    orphaned = {p for p in prefixes if f"{p}.index" not in names}
+    removed = []
+    for entry in entries:
+        found = _DATA_FILE.fullmatch(entry.name)
+        if found is None or found.group(1) not in orphaned:
+            continue
+        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            os.remove(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.path)
     return removed
 
 

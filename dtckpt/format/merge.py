@@ -23,16 +23,16 @@ header's ``num_shards`` is the sum of the inputs' ``num_shards``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .bundle_reader import BundleReader
 from .durable import TemporaryFile, fsync_path, install, temporary_name
-from .messages import BundleEntry, BundleHeader, encode_entry, encode_header
+from .messages import LITTLE, BundleEntry, BundleHeader, encode_entry, encode_header
 from .naming import data_filename, index_filename
 from .table import encode_table
 
-__all__ = ["merge_bundles"]
+__all__ = ["merge_bundles", "merge_entries", "encode_index"]
 
 
 def merge_bundles(
@@ -165,17 +165,24 @@ def _merge_entry(
             slices=entry.slices,
         )
         return
+    merged[key] = combine_slices(existing, entry, key, reader.index_path)
+
+
+def combine_slices(existing: BundleEntry, entry: BundleEntry, key: bytes, path: str) -> BundleEntry:
+    """A partitioned tensor's full entry met again: its slice lists concatenated (F-MG-1).
+
+    The first entry's shard id and fields are kept. Two whole entries under one key,
+    or slices of different dtypes or shapes, are refused.
+    """
     if not existing.slices or not entry.slices:
-        raise AlreadyExistsError(
-            "duplicate tensor key while merging bundles", path=reader.index_path, key=key
-        )
+        raise AlreadyExistsError("duplicate tensor key while merging bundles", path=path, key=key)
     if existing.dtype != entry.dtype or existing.shape != entry.shape:
         raise InvalidArgumentError(
             "partitioned tensor has different dtype or shape in two merged bundles",
-            path=reader.index_path,
+            path=path,
             key=key,
         )
-    merged[key] = BundleEntry(
+    return BundleEntry(
         dtype=existing.dtype,
         shape=existing.shape,
         shard_id=existing.shard_id,
@@ -184,3 +191,33 @@ def _merge_entry(
         crc32c=existing.crc32c,
         slices=existing.slices + entry.slices,
     )
+
+
+def merge_entries(
+    parts: Sequence[Mapping[bytes, BundleEntry]], *, where: str = ""
+) -> dict[bytes, BundleEntry]:
+    """The entries of data files numbered in advance, merged as :func:`merge_bundles` merges.
+
+    ``parts[k]`` holds the entries of data file ``k``, whose entries already
+    name shard ``k`` (a :class:`~dtckpt.format.bundle_writer.DataFileWriter`'s).
+    Taken in order, a key met again must be a partitioned tensor's full entry,
+    whose slices are appended: exactly the index that merging the parts as
+    single-shard bundles, in this order, would write (rules F-MG-1, P-SV-2).
+    """
+    merged: dict[bytes, BundleEntry] = {}
+    for entries in parts:
+        for key in sorted(entries):
+            entry = entries[key]
+            existing = merged.get(key)
+            merged[key] = entry if existing is None else combine_slices(existing, entry, key, where)
+    return merged
+
+
+def encode_index(
+    entries: Mapping[bytes, BundleEntry], num_shards: int, *, endianness: int = LITTLE
+) -> bytes:
+    """The bytes of a bundle's index: the header, then the entries in key order (F-IX-*)."""
+    header = BundleHeader(num_shards=num_shards, endianness=endianness)
+    items = [(b"", encode_header(header))]
+    items.extend((key, encode_entry(entries[key])) for key in sorted(entries))
+    return encode_table(items)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dtckpt
-import dtckpt.checkpoint.checkpoint as checkpoint_module
+import dtckpt.checkpoint.collective_save as save_module
 import dtckpt.checkpoint.state as state_module
 from dtckpt.checkpoint.state import (
     CheckpointState,
@@ -159,9 +159,9 @@ def test_manager_save_order(tmp_path: pathlib.Path, trace: list[tuple[str, str]]
     manager.save()
     kinds = [(kind, name.split(".tempstate")[0].split(".tmp")[0]) for kind, name in trace]
     assert kinds == [
-        ("fsync", "ckpt-2" + DATA),
+        ("fsync", "ckpt-2" + DATA),  # each file is durable before its rename; the data
+        ("renamed", "ckpt-2" + DATA),  # files are in place before the index is written
         ("fsync", "ckpt-2.index"),
-        ("renamed", "ckpt-2" + DATA),
         ("renamed", "ckpt-2.index"),
         ("fsync", "run"),  # the bundle is durable ...
         ("fsync", "checkpoint"),
@@ -180,7 +180,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
 ) -> None:
     seen: list[tuple[str, bool]] = []
     clean, write_state = (
-        checkpoint_module.remove_stale_temporaries,
+        save_module.remove_stale_temporaries,
         state_module.write_checkpoint_state,
     )
 
@@ -192,7 +192,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
         seen.append(("state", flock_is_free(save_dir)))
         return write_state(save_dir, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "remove_stale_temporaries", watched_clean)
+    monkeypatch.setattr(save_module, "remove_stale_temporaries", watched_clean)
     monkeypatch.setattr(state_module, "write_checkpoint_state", watched_state)
     options = dtckpt.CheckpointOptions(
         experimental_write_callbacks=[
