@@ -207,9 +207,11 @@ class _Save:
         if self.root:
             outcome, record = self._commit_index(parts, reports, after)
         try:
+            # Waiting for the outcome spans the root's own wait for the slowest client
+            # and its commit: twice the deadline, so that a late client is named to all.
             got: Reply = self.comm.bcast(
                 Reply(outcome, record) if self.root else None,
-                timeout=self.timeout,
+                timeout=2 * self.timeout,
                 what=f"save {self.name}: outcome",
             )
         except DeadlineExceededError:
