@@ -41,8 +41,7 @@ from ..errors import DeadlineExceededError
 from ..format.bundle_writer import DataFileWriter
 from ..format.dirlock import directory_lock
 from ..format.durable import TemporaryFile, install, remove_stale_temporaries, temporary_name
-from ..format.merge import encode_index, merge_entries
-from ..format.messages import BundleEntry
+from ..format.merge import SplitEntries, merge_split, split_for_merge
 from ..format.naming import data_filename, index_filename
 from ..pools import pool
 from .sharded import Item, Part, plan_parts
@@ -104,7 +103,7 @@ class _Save:
         self.failure: Exception | None = None
         self.mark: TemporaryFile | None = None
         self.placed: list[str] = []  # this client's data files under their final names
-        self.entries: dict[int, dict[bytes, BundleEntry]] = {}
+        self.entries: dict[int, SplitEntries] = {}
         self.name = os.path.basename(path)
 
     def fail(self, exc: Exception) -> None:
@@ -171,7 +170,12 @@ class _Save:
                 lock=self.root,  # the root holds it for everyone (rule S-LK-1)
             )
             self.placed = [w.path for w in writers]
-            self.entries = {part.number: w.entries for part, w in zip(parts, writers, strict=True)}
+            # Entries travel encoded, but for partitioned tensors' full entries: the
+            # root then encodes one entry per tensor, not one per block (P-SV-2).
+            self.entries = {
+                part.number: split_for_merge(w.entries)
+                for part, w in zip(parts, writers, strict=True)
+            }
         except Exception as exc:
             for writer in writers:
                 writer.abort()
@@ -242,13 +246,11 @@ class _Save:
             return _Outcome(False), first_failure(errors)
         assert reports is not None and self.mark is not None
         try:
-            numbered: dict[int, dict[bytes, BundleEntry]] = {}
+            numbered: dict[int, SplitEntries] = {}
             for reply in reports:
                 numbered.update(reply.value)
-            table = encode_index(
-                merge_entries([numbered[k] for k in range(len(parts))], where=self.index_path),
-                len(parts),
-            )
+            ordered = [numbered[k] for k in range(len(parts))]
+            table = merge_split(ordered, len(parts), where=self.index_path)
             mark, self.mark = self.mark, None
             try:
                 mark.file.write(table)

@@ -139,4 +139,6 @@ def barrier(mesh: Mesh, barrier_name: str | None = None, timeout_in_ms: int | No
                     f"client {client} reached barrier {other!r} while client 0 is at {name!r}"
                 )
 
-    run_on_root(comm, check, timeout=timeout, what=f"barrier {name}")
+    # The verdict comes after the root's own wait for the last client: wait twice as long
+    # for it, so that a late client is named to everyone (as a save's outcome, P-SV-2).
+    run_on_root(comm, check, timeout=2 * timeout, what=f"barrier {name}")

@@ -9,6 +9,7 @@ restore into meshes of other shapes with 1, 2, 4 and 8 clients.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -85,7 +86,34 @@ def test_resharding_across_1_2_4_and_8_clients(tmp_path: pathlib.Path) -> None:
     run_ranks(4, target, [[by[1], 1]], XY, by[4], 4)  # 4 clients, 2x4
     run_ranks(2, target, [[by[4], 4], [by[1], 1]], AB, by[2], 2)  # 2 clients, 4x2
     run_ranks(8, target, [[by[4], 4], [by[2], 2]], P8, by[8], 8)  # 8 clients, 8
-    run_ranks(
-        4, "tests.dtensor.multiclient_ranks:restore_and_check", [[by[8], 8], [by[2], 2]], AB
-    )
+    run_ranks(4, "tests.dtensor.multiclient_ranks:restore_and_check", [[by[8], 8], [by[2], 2]], AB)
     ranks.restore_and_check([[by[8], 8], [by[4], 4], [by[2], 2]], AB)  # one process, 4x2
+
+
+def test_the_readme_program_runs_alone_and_on_four_clients(tmp_path: pathlib.Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    from tests.mpi import ROOT, mpiexec
+
+    text = (ROOT / "README.md").read_text()
+    (program,) = re.findall(r"```py\n(.*?)```", text, re.S)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # this checkout's dtckpt
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        env.pop(name, None)
+    for clients in (1, 4):
+        script = tmp_path / f"train{clients}.py"
+        script.write_text(program.replace("/tmp/ck", str(tmp_path / f"ck{clients}")))
+        command = [sys.executable, str(script)]
+        if clients > 1:
+            command = [mpiexec(), "-n", str(clients), sys.executable, "-m", "mpi4py", str(script)]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        lines = sorted(done.stdout.splitlines())
+        assert len(lines) == clients and all(" holds " in line for line in lines)
+    one = files(str(tmp_path / "ck1" / "mc"))
+    four = files(str(tmp_path / "ck4" / "mc"))
+    assert one and list(one) == list(four) and all(one[n] == four[n] for n in one)
