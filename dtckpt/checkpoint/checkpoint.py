@@ -214,7 +214,12 @@ class Checkpoint(AutoTrackable):
         self._wait()
         options = options or CheckpointOptions()
         path = os.fspath(save_path)
-        session = RestoreSession(world(), path, options.experimental_collective_timeout)
+        session = RestoreSession(
+            world(),
+            path,
+            options.experimental_collective_timeout,
+            alone=split_archive_path(path) is not None,
+        )
         if not session.reads_index:
             reader, raw = session.receive()
             if raw is None:

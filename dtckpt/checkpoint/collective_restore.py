@@ -19,7 +19,8 @@ value no object claimed when the checkpoint was opened (a deferred restore)
 reaches every client whole, with all its slices. Failures the root meets up
 to the scatter (no checkpoint, a mismatched shape or dtype) are every
 client's (rule P-ER-2); a failure after it, while a client reads its own
-bytes, is that client's alone (rule P-RS-2).
+bytes, is that client's alone (rule P-RS-2). A checkpoint inside an archive
+(rule A-RD-2) is read by each client on its own, without a collective.
 """
 
 from __future__ import annotations
@@ -82,17 +83,22 @@ class RestoreSession:
     opening the index.
     """
 
-    def __init__(self, comm: Communicator, path: str, timeout: float) -> None:
+    def __init__(
+        self, comm: Communicator, path: str, timeout: float, *, alone: bool = False
+    ) -> None:
         self.comm = comm
         self.path = path
         self.timeout = timeout
-        self.shared = comm.size == 1
+        # ``alone``: every client reads on its own, with no collective (an archive, whose
+        # data only its own reader can get at).
+        self.alone = alone or comm.size == 1
+        self.shared = self.alone
         self.what = f"restore {path}"
 
     @property
     def reads_index(self) -> bool:
-        """Whether this client opens the index itself (the root, or a lone process)."""
-        return self.comm.rank == 0
+        """Whether this client opens the index itself (the root, a lone process, or all)."""
+        return self.alone or self.comm.rank == 0
 
     def receive(self) -> tuple[BundleReader, bytes | None]:
         """A reader over the entries the root sent this client, and the object graph."""
@@ -104,7 +110,7 @@ class RestoreSession:
 
     def refuse(self, exc: BaseException) -> None:
         """Tell every client why the root cannot restore (once; only before :meth:`share`)."""
-        if self.shared or self.comm.rank != 0:
+        if self.shared or self.alone or self.comm.rank != 0:
             return
         self.shared = True
         error = Reply(error=record_of(exc, 0))

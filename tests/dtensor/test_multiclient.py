@@ -84,7 +84,9 @@ def test_resharding_across_1_2_4_and_8_clients(tmp_path: pathlib.Path) -> None:
     target = "tests.dtensor.multiclient_ranks:reshard_round"
     ranks.save_for_resharding(by[1], XY, 1)  # one process, 2x4
     run_ranks(4, target, [[by[1], 1]], XY, by[4], 4)  # 4 clients, 2x4
-    run_ranks(2, target, [[by[4], 4], [by[1], 1]], AB, by[2], 2)  # 2 clients, 4x2
+    dtckpt.archive.pack(by[4], str(tmp_path / "by4.dtar"))  # read in place by every client
+    archived = str(tmp_path / "by4.dtar") + "::c"
+    run_ranks(2, target, [[by[4], 4], [by[1], 1], [archived, 4]], AB, by[2], 2)  # 2 clients, 4x2
     run_ranks(8, target, [[by[4], 4], [by[2], 2]], P8, by[8], 8)  # 8 clients, 8
     run_ranks(4, "tests.dtensor.multiclient_ranks:restore_and_check", [[by[8], 8], [by[2], 2]], AB)
     ranks.restore_and_check([[by[8], 8], [by[4], 4], [by[2], 2]], AB)  # one process, 4x2
