@@ -144,44 +144,43 @@ class _Save:
     def write(self, parts: list[Part], count: int) -> None:
         if self.failure is not None or not parts:
             return
-        writers: list[DataFileWriter] = []
+        written: list[tuple[DataFileWriter, TemporaryFile]] = []
         try:
-            # Each part (a device's data file) is written on its own thread, as the
-            # devices would write at once; writes and checksums release the GIL.
+            # Each part (a device's data file) is written and fsynced on its own thread, as
+            # the devices would write at once; writes, checksums and fsyncs release the GIL.
             futures = [pool("io").submit(self._write_part, part, count) for part in parts]
             wait(futures)  # every writer ends before anything is cleaned up
             failed = None
             for done in futures:
                 error = done.exception()
                 if error is None:
-                    writers.append(done.result())
+                    written.append(done.result())
                 elif failed is None:
                     failed = error
             if failed is not None:
                 raise failed
-            temporaries = [w.seal() for w in writers]
             install(
-                [(w.temporary_path, w.path) for w in writers],
+                [(w.temporary_path, w.path) for w, _ in written],
                 directory=self.directory,
                 # Other clients' renames must be durable before they report (S-AT-2); a
                 # lone process's are made durable by the directory fsync after its index.
                 fsync=self.fsync and self.comm.size > 1,
-                temporaries=temporaries,
+                temporaries=[temporary for _, temporary in written],
                 lock=self.root,  # the root holds it for everyone (rule S-LK-1)
             )
-            self.placed = [w.path for w in writers]
+            self.placed = [w.path for w, _ in written]
             # Entries travel encoded, but for partitioned tensors' full entries: the
             # root then encodes one entry per tensor, not one per block (P-SV-2).
             self.entries = {
                 part.number: split_for_merge(w.entries)
-                for part, w in zip(parts, writers, strict=True)
+                for part, (w, _) in zip(parts, written, strict=True)
             }
         except Exception as exc:
-            for writer in writers:
-                writer.abort()
+            for _, temporary in written:
+                temporary.discard()
             self.fail(exc)
 
-    def _write_part(self, part: Part, count: int) -> DataFileWriter:
+    def _write_part(self, part: Part, count: int) -> tuple[DataFileWriter, TemporaryFile]:
         path = data_filename(self.path, part.number, count)
         writer = DataFileWriter(path, shard_id=part.number, fsync=self.fsync)
         try:
@@ -190,7 +189,7 @@ class _Save:
         except BaseException:
             writer.abort()
             raise
-        return writer
+        return writer, writer.seal()  # seal discards the file itself if its fsync fails
 
     # -- 3. the index, and the outcome ---------------------------------------------------
     def commit(self, parts: list[Part], after: Callable[[str], Any] | None) -> _Outcome:
