@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -177,7 +178,7 @@ def as_bfloat16(tensors: dict[str, np.ndarray], weights_only: bool) -> dict[str,
     for key, value in tensors.items():
         if weights_only and "OPTIMIZER_SLOT" in key:
             continue
-        out[key] = value.astype("bfloat16") if value.dtype == np.float32 else value
+        out[key] = value.astype(ml_dtypes.bfloat16) if value.dtype == np.float32 else value
     return out
 
 

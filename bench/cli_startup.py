@@ -58,8 +58,8 @@ class Config:
 FULL = Config("full", 10_000, 9)
 QUICK = Config("quick", 1_000, 3)
 
-#: The issue's budget for ``dtckpt inspect`` of 10,000 tensors in a fresh process.
-BUDGET_S = 0.5
+#: The budget for ``dtckpt inspect`` of 10,000 tensors in a fresh process.
+BUDGET_S = 0.3
 #: Modules a light command should not need; reported when imported.
 HEAVY = (
     "numba",

@@ -39,6 +39,7 @@ def _check_multiclient(result: dict[str, Any]) -> None:
         ("dtensor_io.py", _check_dtensor),
         ("cli_startup.py", None),
         ("archive.py", None),
+        ("scaling.py", None),
     ],
 )
 def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:

@@ -10,10 +10,12 @@
 
 The byte layout and its rules (``A-*``) are in ``spec/archive.md``: ``layout`` encodes and
 decodes the header, table of contents and footer, ``frames`` one frame; ``members`` decides
-what to pack and where to cut; ``writer``, ``reader``, ``unpack`` and ``source`` do the I/O,
+what to pack and where to cut; ``writer``, ``reader``, ``unpacking`` and ``source`` do the I/O,
 and ``paths`` tells archives from other paths.
 
-Importing this package loads nothing but itself: each name is imported on first use.
+Importing this package loads nothing but itself: each name is imported on first use. No
+module is named after a function it exports (``unpack`` lives in ``unpacking``), so importing
+a module never hides the function of the same name.
 """
 
 from __future__ import annotations
@@ -33,16 +35,16 @@ __all__ = [
 _EXPORTS = {
     "ArchiveReader": ".reader",
     "PackReport": ".writer",
-    "UnpackReport": ".unpack",
+    "UnpackReport": ".unpacking",
     "is_archive": ".paths",
     "pack": ".writer",
-    "unpack": ".unpack",
+    "unpack": ".unpacking",
 }
 
 if TYPE_CHECKING:
     from .paths import is_archive
     from .reader import ArchiveReader
-    from .unpack import UnpackReport, unpack
+    from .unpacking import UnpackReport, unpack
     from .writer import PackReport, pack
 
 

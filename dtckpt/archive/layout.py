@@ -47,6 +47,7 @@ __all__ = [
     "MAX_FRAME_RAW",
     "MAX_NAME_BYTES",
     "MAX_TOC_BYTES",
+    "MAX_MEMBER_SIZE",
     "MAX_RATIO",
     "Footer",
     "FileRecord",
@@ -103,6 +104,9 @@ FILTER_SHUFFLE = 1
 MAX_FRAME_RAW = 64 << 20
 #: The longest member name, in UTF-8 bytes (PATH_MAX on Linux is 4096).
 MAX_NAME_BYTES = 4096
+#: The largest member a table may list: sizes are kept in int64 columns, and no file is
+#: larger (a frame offset is bounded the same way).
+MAX_MEMBER_SIZE = 2**62
 #: The largest table of contents a reader loads (about 7.9 million frames).
 MAX_TOC_BYTES = 256 << 20
 #: zstd's densest encoding is an RLE block: 4 bytes (a 3-byte block header and the byte)
@@ -280,6 +284,10 @@ def _decode_files(data: bytes, pos: int, count: int) -> tuple[FileRecord, ...]:
         if pos + FILE_RECORD.size > len(data):
             raise DataLossError("file record runs past the table of contents", offset=pos)
         size, crc, name_length = FILE_RECORD.unpack_from(data, pos)
+        if size > MAX_MEMBER_SIZE:  # before it reaches an int64 column (rule A-TC-2)
+            raise DataLossError(
+                f"member size {size} exceeds the limit of {MAX_MEMBER_SIZE} bytes", offset=pos
+            )
         name_at = pos + FILE_RECORD.size
         if name_length > MAX_NAME_BYTES or name_at + name_length > len(data):
             raise DataLossError(
@@ -299,14 +307,21 @@ def _decode_files(data: bytes, pos: int, count: int) -> tuple[FileRecord, ...]:
         pos = name_at + name_length
     if pos != len(data):
         raise DataLossError(f"{len(data) - pos} stray bytes after the last file record", offset=pos)
-    for record in files:
-        parts = record.name.split("/")
-        for k in range(1, len(parts)):
-            if "/".join(parts[:k]) in seen:
-                raise DataLossError(
-                    f"member {record.name!r} lies under member {'/'.join(parts[:k])!r}, a file"
-                )
+    _check_no_file_is_a_directory(files)
     return tuple(files)
+
+
+def _check_no_file_is_a_directory(files: list[FileRecord]) -> None:
+    """No member may lie under another member (a file cannot also be a directory).
+
+    Sorted as ``name + "/"``, the names under a member ``F`` follow ``F/`` directly, so
+    comparing neighbours finds any such pair: O(n log n) comparisons of names, whatever
+    their number of components (rule H-WK-1).
+    """
+    ordered = sorted(record.name + "/" for record in files)
+    for outer, inner in zip(ordered, ordered[1:], strict=False):
+        if inner.startswith(outer):
+            raise DataLossError(f"member {inner[:-1]!r} lies under member {outer[:-1]!r}, a file")
 
 
 def _check_frames(

@@ -17,12 +17,20 @@ into plain chunks, and unpacking gives its bytes back all the same.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..dtypes import DataType
 from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFoundError
+from ..format.durable import (
+    SHARDED_TEMP_SUFFIX,
+    is_output_temporary_name,
+    is_sharded_part_name,
+    is_temporary_name,
+)
 from ..format.index import BundleIndex
+from ..format.inputs import file_kind, read_input
 from ..format.naming import DATA_SUFFIX_RE, data_filename
 from .layout import FILTER_NONE, FILTER_SHUFFLE, MAX_NAME_BYTES, check_member_name
 
@@ -96,14 +104,37 @@ def collect_members(path: str, exclude: Iterable[str] = ()) -> list[Member]:
     )
 
 
+def _is_temporary(directory: str, name: str) -> bool:
+    """Rule S-TP-5: temporaries (of saves, packs, conversions) are never packed."""
+    if is_temporary_name(name) or is_output_temporary_name(name):
+        return True
+    return directory.endswith(SHARDED_TEMP_SUFFIX) and is_sharded_part_name(name)
+
+
+def _regular(full: str) -> None:
+    """Rule H-SP-1: only regular files (or links to them) are packed; a FIFO, a device or
+    a dangling link under a checkpoint's name is an error, never an empty member."""
+    try:
+        mode = os.stat(full).st_mode
+    except OSError:
+        raise InvalidArgumentError(
+            "cannot pack this file: it cannot be read (a link to nothing?)", path=full
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise InvalidArgumentError(
+            f"cannot pack this file: it is {file_kind(mode)}, not a regular file", path=full
+        )
+
+
 def _directory_members(root: str, skip: set[str]) -> list[Member]:
     members = []
     for directory, subdirs, files in os.walk(root):
         subdirs.sort()
         for name in files:
             full = os.path.join(directory, name)
-            if not os.path.isfile(full) or os.path.realpath(full) in skip:
+            if _is_temporary(directory, name) or os.path.realpath(full) in skip:
                 continue
+            _regular(full)
             rel = os.path.relpath(full, root).replace(os.sep, "/")
             members.append(Member(_checked_name(rel, full), full))
     members.sort(key=lambda m: m.name)
@@ -133,25 +164,45 @@ def _prefix_members(prefix: str, skip: set[str]) -> list[Member]:
             found.append(name)
     num_shards = _num_shards(prefix + ".index")
     if num_shards is not None:
-        for shard in range(num_shards):
-            name = os.path.basename(data_filename(prefix, shard, num_shards))
-            if name not in found:
-                raise NotFoundError(
-                    f"data file {name} is missing (the index says num_shards={num_shards})",
-                    path=os.path.join(directory, name),
-                )
+        _check_shards(prefix, num_shards, set(found))
     members = []
     for name in sorted(found):
         full = os.path.join(directory, name)
         if os.path.realpath(full) not in skip:
+            _regular(full)
             members.append(Member(_checked_name(name, full), full))
     return members
 
 
+def _check_shards(prefix: str, num_shards: int, found: set[str]) -> None:
+    """Every data file the index names must be there; the first missing one is named.
+
+    Only the names found are looked at, so a header claiming two billion shards costs the
+    files present, not a loop over its shard ids (rule H-WK-1).
+    """
+    present = []
+    for name in found:
+        match = DATA_SUFFIX_RE.search(name)
+        if match is not None and int(match.group(2)) == num_shards:
+            shard = int(match.group(1))
+            if name == os.path.basename(data_filename(prefix, shard, num_shards)):
+                present.append(shard)
+    missing = 0
+    for shard in sorted(set(present)):
+        if shard != missing:
+            break
+        missing += 1
+    if missing < num_shards:
+        name = os.path.basename(data_filename(prefix, missing, num_shards))
+        raise NotFoundError(
+            f"data file {name} is missing (the index says num_shards={num_shards})",
+            path=os.path.join(os.path.dirname(prefix) or ".", name),
+        )
+
+
 def _num_shards(index_path: str) -> int | None:
     try:
-        with open(index_path, "rb") as f:
-            return BundleIndex(f.read(), index_path).header.num_shards
+        return BundleIndex(read_input(index_path), index_path).header.num_shards
     except CheckpointError:
         return None
 
@@ -195,8 +246,7 @@ def _tensor_regions(members: list[Member]) -> dict[str, list[tuple[int, int, int
             continue
         prefix = member.name[: -len(".index")]
         try:
-            with open(member.path, "rb") as f:
-                index = BundleIndex(f.read(), member.path)
+            index = BundleIndex(read_input(member.path), member.path)
         except (CheckpointError, OSError):
             continue  # not a bundle index after all, or damaged: plain chunks
         shard_names = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NotFoundError
+from ..format.inputs import open_input
 from .layout import MAGIC
 
 __all__ = ["SEPARATOR", "is_archive", "split_archive_path", "member_path", "normalize_member"]
@@ -24,10 +25,15 @@ def is_archive(path: str) -> bool:
     if not os.path.isfile(path):  # never open a FIFO or device: the read could block
         return False
     try:
-        with open(path, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
+        fd = open_input(path)  # rule H-SP-1: a FIFO swapped in since the check is refused
+    except (NotFoundError, OSError):
+        return False
+    try:
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def split_archive_path(path: str) -> tuple[str, str | None] | None:

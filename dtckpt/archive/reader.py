@@ -17,10 +17,9 @@ offset of the frame or table record. The reader is safe to share between threads
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..errors import CheckpointError, DataLossError, NotFoundError, OutOfRangeError
 from ..format.crc import crc32c
+from ..format.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from .frames import WORKERS, combine_crc, decode_frame
@@ -81,17 +81,13 @@ class ArchiveReader:
 
     def __init__(self, path: str) -> None:
         self.path = os.fspath(path)
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
-            raise NotFoundError("no archive here", path=self.path) from None
-        except IsADirectoryError:
-            self._fd = -1
+        self._fd = -1
+        if not os.path.exists(self.path):
+            raise NotFoundError("no archive here", path=self.path)
+        self._fd = open_input(self.path, what="an archive file")  # rule H-SP-1
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         try:
-            if self._fd < 0 or stat.S_ISDIR(os.fstat(self._fd).st_mode):
-                raise NotFoundError("expected an archive file, found a directory", path=self.path)
             self.size = os.fstat(self._fd).st_size
             self._open()
         except BaseException:
@@ -169,19 +165,35 @@ class ArchiveReader:
         return info
 
     def read_member(self, name: str) -> bytes:
-        """A whole member's bytes (an index file, a state file).
+        """A whole small member's bytes (a state file): :meth:`read_member_view`, copied."""
+        return bytes(self.read_member_view(name))
 
-        Decoded frame by frame, so that a damaged frame stops the read before memory for
-        the rest of the size the table claims is taken.
+    def read_member_view(self, name: str, *, limit: int | None = None) -> memoryview:
+        """A whole member's bytes (an index file), decoded into one buffer and held once
+        (rule H-AL-2), as a read-only view.
+
+        Decoded frame by frame, so that a damaged frame stops the read. With ``limit``, a
+        member larger than ``limit`` bytes raises :class:`DataLossError` before any of it
+        is decoded.
         """
         info = self.member(name)
-        if info.size < PARALLEL_BYTES:
-            chunks: Iterable[np.ndarray] = (
-                self._decoded(i, name) for i in range(info.first_frame, info.end_frame)
+        if limit is not None and info.size > limit:
+            raise DataLossError(
+                f"member {name!r} decodes to {info.size} bytes, more than the {limit} its "
+                f"{self.compressed_size(name)} compressed bytes may hold",
+                path=self.path,
+                offset=self._record_offset(info.first_frame),
             )
-        else:
-            chunks = self.iter_member(name)
-        return b"".join(chunk.tobytes() for chunk in chunks)
+        out = bytearray(info.size)
+        if info.size:
+            self.read_into(name, 0, np.frombuffer(out, dtype=np.uint8))  # frames decode in place
+        return memoryview(out).toreadonly()
+
+    def compressed_size(self, name: str) -> int:
+        """The bytes the frames of member ``name`` take in the archive."""
+        info = self.member(name)
+        lengths = self.frames["compressed_length"][info.first_frame : info.end_frame]
+        return int(lengths.sum(dtype=np.int64))
 
     def read_into(self, name: str, offset: int, out: np.ndarray) -> None:
         """Fill the 1-D ``uint8`` array ``out`` with member bytes from ``offset`` on (A-RD-1).

@@ -21,7 +21,13 @@ from ..format.crc import crc32c
 from .paths import SEPARATOR
 from .reader import ArchiveReader
 
-__all__ = ["ArchiveSource", "ArchiveShard"]
+__all__ = ["ArchiveSource", "ArchiveShard", "INDEX_RATIO", "INDEX_SLACK"]
+
+#: Rule H-AL-2: an index member decodes to at most this many times its compressed bytes
+#: (TensorFlow-written indexes compress 2 to 4 times with zstd) ...
+INDEX_RATIO = 16
+#: ... plus this much, for small indexes.
+INDEX_SLACK = 1 << 20
 
 
 class ArchiveShard:
@@ -65,9 +71,15 @@ class ArchiveSource:
         name = path[len(self._head) :]
         return name if name in self.reader.members else None
 
-    def read_index(self, path: str) -> bytes | None:
+    def read_index(self, path: str) -> memoryview | None:
+        """The index member, held once; it may decode to at most :data:`INDEX_RATIO` times its
+        compressed bytes plus :data:`INDEX_SLACK` (rule H-AL-2), so that a member of zeros
+        that claims gigabytes from a few kilobytes is refused before it is decoded."""
         name = self._member(path)
-        return None if name is None else self.reader.read_member(name)
+        if name is None:
+            return None
+        limit = INDEX_SLACK + INDEX_RATIO * self.reader.compressed_size(name)
+        return self.reader.read_member_view(name, limit=limit)
 
     def open_shard(self, path: str) -> ArchiveShard | None:
         name = self._member(path)

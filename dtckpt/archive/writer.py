@@ -16,7 +16,7 @@ whatever the checkpoint's size.
 from __future__ import annotations
 
 import os
-import secrets
+import stat
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..format.crc import crc32c
-from ..format.durable import replace_on_success
+from ..format.durable import output_file
+from ..format.inputs import file_kind, open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from .frames import WORKERS, combine_crc, encode_frame
@@ -80,12 +81,14 @@ def pack(
     directory = os.path.dirname(os.path.abspath(archive))
     if not os.path.isdir(directory):
         raise NotFoundError("the archive's directory does not exist", path=directory)
-    tmp = os.path.join(directory, f".{os.path.basename(archive)}.tmp{secrets.token_hex(8)}")
-    members = collect_members(path, exclude=[archive, tmp])
     progress = progress or NULL_PROGRESS
-    with replace_on_success(archive, tmp), open(tmp, "wb") as out:
-        raw_bytes = _write_archive(out, members, level, shuffle, progress)
-        packed_bytes = out.tell()
+    # Rule S-TP-5: the archive is written under a held temporary name, and the temporaries
+    # of killed packs of the same archive are removed first (and are never packed).
+    with output_file(archive) as tmp:
+        members = collect_members(path, exclude=[archive, tmp])
+        with open(tmp, "wb") as out:
+            raw_bytes = _write_archive(out, members, level, shuffle, progress)
+            packed_bytes = out.tell()
     return PackReport(len(members), raw_bytes, packed_bytes, raw_bytes / packed_bytes)
 
 
@@ -111,9 +114,15 @@ def _write_archive(
 
 def _size(member: Member) -> int:
     try:
-        return os.stat(member.path).st_size
+        info = os.stat(member.path)
     except FileNotFoundError:
         raise NotFoundError("file vanished while packing", path=member.path) from None
+    if not stat.S_ISREG(info.st_mode):  # rule H-SP-1: a FIFO would be packed empty
+        raise InvalidArgumentError(
+            f"cannot pack this file: it is {file_kind(info.st_mode)}, not a regular file",
+            path=member.path,
+        )
+    return info.st_size
 
 
 class _OpenFiles:
@@ -128,10 +137,10 @@ class _OpenFiles:
         fd = self.fds.get(i)
         if fd is None:
             try:
-                fd = os.open(self.members[i].path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except FileNotFoundError:
+                fd = open_input(self.members[i].path)  # rule H-SP-1
+            except NotFoundError as exc:
                 raise NotFoundError(
-                    "file vanished while packing", path=self.members[i].path
+                    f"file vanished while packing ({exc.message})", path=self.members[i].path
                 ) from None
             self.fds[i] = fd
         return fd

@@ -37,7 +37,7 @@ from ..dtypes import info
 from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.object_graph import ObjectGraphView, encode_object_graph
-from ..pools import pool
+from ..pools import collect, submit_save
 from .collective_restore import RestoreSession
 from .collective_save import graph_tensor, save_collectively
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
@@ -189,7 +189,7 @@ class Checkpoint(AutoTrackable):
             comm,
         )
         if options.enable_async:
-            object.__setattr__(self, "_self_pending", pool("async").submit(job.run))
+            object.__setattr__(self, "_self_pending", submit_save(job.run))  # rule S-AS-1
         else:
             job.run()
         return path
@@ -202,7 +202,7 @@ class Checkpoint(AutoTrackable):
         pending: Future[None] | None = self._self_pending
         if pending is not None:
             object.__setattr__(self, "_self_pending", None)
-            pending.result()
+            collect(pending)
 
     # -- restoring -------------------------------------------------------------
     def read(self, save_path: str, options: CheckpointOptions | None = None) -> Any:

@@ -4,7 +4,7 @@
 
     every client                                 the root (client 0) too
     plan the parts (metadata only, P-SV-1)
-    ----- 1. start (bcast from the root) -----   lock the directory, clean it (S-TP-2),
+    ----- 1. start (bcast from the root) -----   lock the directory, clean it (S-TP-2, -3),
                                                  mark the save: P.index.tempstate<N> (held),
                                                  remove an old P.index (S-AT-1)
     write its parts: P.data-k-of-K.tempstate<M>,
@@ -40,7 +40,13 @@ from ..comm.agree import ErrorRecord, Reply, client_of, first_failure, record_of
 from ..errors import DeadlineExceededError
 from ..format.bundle_writer import DataFileWriter
 from ..format.dirlock import directory_lock
-from ..format.durable import TemporaryFile, install, remove_stale_temporaries, temporary_name
+from ..format.durable import (
+    TemporaryFile,
+    clean_if_changed,
+    install,
+    note_unchanged,
+    temporary_name,
+)
 from ..format.merge import SplitEntries, merge_split, split_for_merge
 from ..format.naming import data_filename, index_filename
 from ..pools import pool
@@ -127,7 +133,7 @@ class _Save:
             try:
                 os.makedirs(self.directory, exist_ok=True)
                 held.enter_context(directory_lock(self.directory))  # rule S-LK-1
-                remove_stale_temporaries(self.directory)  # rule S-TP-2
+                clean_if_changed(self.directory)  # rules S-TP-2, S-TP-3
                 # The mark of a save under way; left behind by a crash, it tells the next
                 # save which data files never got their index (rule S-TP-2).
                 self.mark = TemporaryFile(temporary_name(self.index_path))
@@ -272,6 +278,7 @@ class _Save:
         except Exception as exc:  # the checkpoint is complete; the error is still the save's
             self.fail(exc)
             return _Outcome(True), self._record()
+        note_unchanged(self.directory)  # rule S-TP-3: every client's files are in place
         return _Outcome(True, result), None
 
     # -- cleaning up ---------------------------------------------------------------------

@@ -61,7 +61,8 @@ _LOG = logging.getLogger("dtckpt")
 
 SECONDS_PER_HOUR = 3600.0  # rule C-MG-7
 INDEX_SUFFIX = ".index"  # rule C-MG-8
-DATA_SUFFIX_PATTERN = r"\.data-\d{5}-of-\d{5}"  # rule C-MG-8, digits only (S-MG-2)
+#: Rule C-MG-8: a checkpoint's files; ASCII digits only, the prefix taken literally (S-MG-2).
+_CHECKPOINT_FILE = re.compile(r"(.+)(?:\.index|\.data-[0-9]{5}-of-[0-9]{5})", re.DOTALL)
 RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in the past
 
 
@@ -69,7 +70,7 @@ RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in
 class _Bookkeeping:
     """A manager's list of checkpoints after a save, as the root sends it to the others."""
 
-    checkpoints: list[tuple[str, float]]
+    checkpoints: list[tuple[str, tuple[str, float]]]  # canonical key -> (path, timestamp)
     latest: str | None
     last_preserved_timestamp: float
 
@@ -86,6 +87,22 @@ def _checkpoint_number(value: Any) -> int:
     if isinstance(value, (int, np.integer)):
         return int(value)
     return int(_numpy_value(value))
+
+
+def _checkpoint_files(directory: str) -> dict[str, list[str]]:
+    """``{prefix: [its .index, then its data files in order]}`` from one listing."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return {}
+    found: dict[str, list[str]] = {}
+    for name in sorted(names):
+        match = _CHECKPOINT_FILE.fullmatch(name)
+        if match is not None:
+            found.setdefault(match.group(1), []).append(name)
+    for group in found.values():
+        group.sort(key=lambda name: not name.endswith(INDEX_SUFFIX))  # stable: index first
+    return found
 
 
 class CheckpointManager:
@@ -135,7 +152,11 @@ class CheckpointManager:
         self._last_checkpoint_step = last_checkpoint_step
         self._init_fn = init_fn
         self._lock = threading.Lock()
-        self._maybe_delete: collections.OrderedDict[str, float] = collections.OrderedDict()
+        # Canonical path (rule S-MG-3) -> (the path as recorded, its timestamp), oldest first.
+        self._maybe_delete: collections.OrderedDict[str, tuple[str, float]] = (
+            collections.OrderedDict()
+        )
+        self._real_dirs: dict[str, str] = {}
         self._latest_checkpoint: str | None = None
         self._recover_state()
 
@@ -176,7 +197,10 @@ class CheckpointManager:
             # than the clamped last_preserved_timestamp: those checkpoints are left alone.
             stamp = min(stamp, now)
             if stamp > self._last_preserved_timestamp:
-                self._maybe_delete[path] = stamp
+                # Two spellings of one checkpoint are one entry, at the later place (S-MG-3).
+                key = self._canonical(path)
+                self._maybe_delete.pop(key, None)
+                self._maybe_delete[key] = (path, stamp)
 
     # -- properties --------------------------------------------------------------
     @property
@@ -205,7 +229,7 @@ class CheckpointManager:
         Checkpoints kept by ``keep_checkpoint_every_n_hours`` are not listed.
         """
         with self._lock:
-            return list(self._maybe_delete)
+            return [path for path, _ in self._maybe_delete.values()]
 
     # -- saving ------------------------------------------------------------------
     def save(
@@ -248,10 +272,13 @@ class CheckpointManager:
         # Already held by the save when the checkpoint sits directly in the directory;
         # taken here when ``checkpoint_name`` names a subdirectory.
         with directory_lock(self._directory or os.curdir), self._lock:
+            self._real_dirs.clear()  # links may have changed since the last save
             stamp = time.time()
-            # A re-saved path goes to the back of the queue with its new time.
-            self._maybe_delete.pop(save_path, None)
-            self._maybe_delete[save_path] = stamp
+            # A re-saved path goes to the back of the queue with its new time, whatever
+            # spelling the state file gave it (rule S-MG-3).
+            key = self._canonical(save_path)
+            self._maybe_delete.pop(key, None)
+            self._maybe_delete[key] = (save_path, stamp)
             self._latest_checkpoint = save_path
             # The state names the new checkpoint, durably, before anything is deleted,
             # so an interruption during the sweep still leaves it findable.
@@ -277,8 +304,8 @@ class CheckpointManager:
         update_checkpoint_state(
             self._directory,
             self._latest_checkpoint,
-            list(self._maybe_delete),
-            list(self._maybe_delete.values()),
+            [path for path, _ in self._maybe_delete.values()],
+            [stamp for _, stamp in self._maybe_delete.values()],
             self._last_preserved_timestamp,
             save_relative_paths=True,
             fsync=fsync,
@@ -289,36 +316,45 @@ class CheckpointManager:
         if not self._max_to_keep:
             return
         hours = self._keep_checkpoint_every_n_hours
+        doomed = []
         while len(self._maybe_delete) > self._max_to_keep:
-            path, stamp = self._maybe_delete.popitem(last=False)
+            key, (path, stamp) = self._maybe_delete.popitem(last=False)
             if hours and stamp - hours * SECONDS_PER_HOUR >= self._last_preserved_timestamp:
                 # Kept on disk but no longer listed, so the state file stays short.
                 self._last_preserved_timestamp = stamp
                 continue
-            self._delete_checkpoint_files(path)
+            doomed.append((key, path))
+        kept = set(self._maybe_delete)
+        if self._latest_checkpoint is not None:
+            kept.add(self._canonical(self._latest_checkpoint))
+        # Rule S-MG-3: a checkpoint still kept is never deleted under another spelling.
+        self._delete_checkpoints([path for key, path in doomed if key not in kept])
 
-    def _delete_checkpoint_files(self, prefix: str) -> None:
-        """Rules C-MG-8, S-MG-2: remove ``prefix.index`` and ``prefix.data-NNNNN-of-NNNNN``,
-        regular files only, and only inside the manager's directory."""
-        parent = self._resolved_parent(prefix)
-        base = os.path.basename(prefix)
-        if parent is None or base in ("", os.curdir, os.pardir):
-            _LOG.warning(
-                "Not deleting checkpoint %r: it is outside the manager's directory %r.",
-                prefix,
-                self._directory,
-            )
-            return
-        # The prefix is matched literally; only the shard suffix is a pattern.
-        data = re.compile(re.escape(base) + DATA_SUFFIX_PATTERN)
-        try:
-            present = os.listdir(parent)
-        except OSError:
-            present = []
-        index = [name for name in present if name == base + INDEX_SUFFIX]
-        # The index goes first: without it the prefix is absent, never half there.
-        for name in index + sorted(name for name in present if data.fullmatch(name)):
-            self._delete_file(os.path.join(parent, name))
+    def _delete_checkpoints(self, prefixes: list[str]) -> None:
+        """Rules C-MG-8, S-MG-2: remove each ``prefix.index`` and ``prefix.data-NNNNN-of-NNNNN``,
+        regular files only, and only inside the manager's directory.
+
+        Each directory is listed once for all the prefixes in it (rule S-MG-3), so deleting
+        thousands of checkpoints costs one listing, not one per checkpoint.
+        """
+        by_parent: dict[str, list[str]] = {}
+        for prefix in prefixes:
+            parent = self._resolved_parent(prefix)
+            base = os.path.basename(prefix)
+            if parent is None or base in ("", os.curdir, os.pardir):
+                _LOG.warning(
+                    "Not deleting checkpoint %r: it is outside the manager's directory %r.",
+                    prefix,
+                    self._directory,
+                )
+                continue
+            by_parent.setdefault(parent, []).append(base)
+        for parent, bases in by_parent.items():
+            files = _checkpoint_files(parent)
+            for base in bases:
+                # The index goes first: without it the prefix is absent, never half there.
+                for name in files.pop(base, []):
+                    self._delete_file(os.path.join(parent, name))
 
     @staticmethod
     def _delete_file(path: str) -> None:
@@ -335,12 +371,31 @@ class CheckpointManager:
                 path,
             )
 
+    def _real_dir(self, directory: str) -> str:
+        """``realpath`` of a directory, once per spelling (thousands of prefixes share one)."""
+        real = self._real_dirs.get(directory)
+        if real is None:
+            real = self._real_dirs[directory] = os.path.realpath(directory or os.curdir)
+        return real
+
+    def _canonical(self, prefix: str) -> str:
+        """Rule S-MG-3: one name for every spelling of a checkpoint (``./ckpt-1``,
+        ``sub/../ckpt-1``, a path through a linked directory): the real path of its
+        directory joined with its last component."""
+        try:
+            base = os.path.basename(prefix)
+            if base in ("", os.curdir, os.pardir):
+                return os.path.realpath(prefix)
+            return os.path.join(self._real_dir(os.path.dirname(prefix)), base)
+        except ValueError:  # a NUL byte: no file has this name
+            return prefix
+
     def _resolved_parent(self, prefix: str) -> str | None:
         """The real directory of ``prefix``'s files if it is the manager's directory or
         below it (after ``..`` and symbolic links), else ``None``."""
         try:
-            root = os.path.realpath(self._directory or os.curdir)
-            parent = os.path.realpath(os.path.dirname(prefix) or os.curdir)
+            root = self._real_dir(self._directory)
+            parent = self._real_dir(os.path.dirname(prefix))
             inside = os.path.commonpath([root, parent]) == root
         except ValueError:  # a NUL byte in the path, or different drives on Windows
             return None

@@ -54,7 +54,9 @@ class CheckpointReader:
     """Reads tensors of the checkpoint at ``prefix`` (TF's ``CheckpointReader``).
 
     ``mmap=True`` returns read-only arrays over memory-mapped data files
-    (zero-copy; checksums are still verified). ``prefix`` may also name an
+    (zero-copy; checksums are still verified). They stay backed by the files: a
+    program that truncates or rewrites a data file in place while they live
+    changes them, or kills the process with ``SIGBUS`` (rule H-SP-2). ``prefix`` may also name an
     archive or ``ARCHIVE::MEMBER`` (see :func:`open_bundle`).
     """
 

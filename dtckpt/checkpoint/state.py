@@ -21,6 +21,7 @@ directory is fsynced after the rename (rules C-ST-3, S-ST-1).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 
 from ..comm import world
 from ..comm.agree import run_on_root
-from ..errors import DataLossError, InvalidArgumentError
+from ..errors import DataLossError, InvalidArgumentError, NotFoundError
 from ..format.durable import TemporaryFile, install
+from ..format.inputs import read_input
 from .options import COLLECTIVE_TIMEOUT
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 STATE_FILENAME = "checkpoint"
+_LOG = logging.getLogger("dtckpt")
 _MAX_STATE_BYTES = 64 << 20
 
 
@@ -199,12 +202,14 @@ def get_checkpoint_state(
     """
     checkpoint_dir = os.fspath(checkpoint_dir)
     path = os.path.join(checkpoint_dir, latest_filename or STATE_FILENAME)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_STATE_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+    if not os.path.lexists(path):
         return None
-    if len(raw) > _MAX_STATE_BYTES:
+    try:
+        # Rule H-SP-1: a FIFO or device named ``checkpoint`` is refused by its type, so that
+        # neither a manager nor latest_checkpoint blocks on it or reads it without end.
+        raw = read_input(path, what="a state file", limit=_MAX_STATE_BYTES)
+    except (DataLossError, NotFoundError) as exc:
+        _LOG.debug("Ignoring the checkpoint state file: %s", exc)  # unreadable, as C-ST-2 says
         return None
     try:
         state = parse_checkpoint_state(raw.decode("utf-8", errors="surrogateescape"))

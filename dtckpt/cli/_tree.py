@@ -58,8 +58,28 @@ def read_object_graph(bundle: BundleReader) -> TrackableObjectGraph | None:
         raise exc.located(path=bundle.index_path, key=OBJECT_GRAPH_KEY) from None
 
 
+#: The longest node path shown (rule H-WK-2): a longer one is shown as ``…`` and its last
+#: characters. Paths are built from their parent's, so each costs at most this much.
+MAX_PATH_CHARS = 256
+#: Levels of the tree drawn below the root (rule H-WK-2); a node at this depth shows how
+#: many nodes hang below it instead of drawing them (``--json`` lists every node).
+MAX_TREE_DEPTH = 64
+ELLIPSIS = "\u2026"
+
+
+def _capped(path: str) -> str:
+    if len(path) <= MAX_PATH_CHARS:
+        return path
+    return ELLIPSIS + path[len(path) - MAX_PATH_CHARS + 1 :]
+
+
 class GraphView:
-    """Paths, tree edges, slot variables and attributes of one decoded graph."""
+    """Paths, tree edges, slot variables and attributes of one decoded graph.
+
+    Every walk is iterative and every node costs a bounded amount of memory and time, whatever
+    the graph's depth (rule H-WK-2): a path is built from its parent's and kept to
+    :data:`MAX_PATH_CHARS`, and the drawn tree stops at :data:`MAX_TREE_DEPTH` levels.
+    """
 
     def __init__(self, graph: TrackableObjectGraph, bundle: BundleReader) -> None:
         from ..checkpoint.graph import escape_local_name
@@ -67,9 +87,11 @@ class GraphView:
         self.graph = graph
         nodes = graph.nodes
         self.paths: dict[int, str] = {0: ""} if nodes else {}
+        self.depth: dict[int, int] = {0: 0} if nodes else {}
         # child id -> (parent id, position in the parent's children) of its first edge
         self.first_edge: dict[int, tuple[int, int]] = {}
-        queue = deque([0] if nodes else [])
+        order = [0] if nodes else []
+        queue = deque(order)
         while queue:
             parent = queue.popleft()
             for position, ref in enumerate(nodes[parent].children):
@@ -77,9 +99,15 @@ class GraphView:
                 if 0 <= child < len(nodes) and child not in self.paths:
                     prefix = self.paths[parent]
                     name = escape_local_name(ref.local_name)
-                    self.paths[child] = f"{prefix}/{name}" if prefix else name
+                    self.paths[child] = _capped(f"{prefix}/{name}" if prefix else name)
+                    self.depth[child] = self.depth[parent] + 1
                     self.first_edge[child] = (parent, position)
                     queue.append(child)
+                    order.append(child)
+        # Nodes below each node along first edges, for the note that replaces a deep subtree.
+        self.below = dict.fromkeys(order, 0)
+        for child in reversed(order[1:]):
+            self.below[self.first_edge[child][0]] += self.below[child] + 1
         self.slots: dict[int, list[tuple[str, int, int]]] = {}
         for optimizer, node in enumerate(nodes):
             for slot in node.slot_variables:
@@ -94,15 +122,15 @@ class GraphView:
 
     # -- text ----------------------------------------------------------------
     def render(self) -> list[str]:
-        """The tree as lines of text, root first."""
+        """The tree as lines of text, root first, at most :data:`MAX_TREE_DEPTH` levels deep."""
         if not self.graph.nodes:
             return ["(empty object graph)"]
         lines = ["(root)" + self._describe(0)]
-        stack: list[tuple[str, str, int | None, str]] = []
-        self._push_children(stack, 0, "")
+        stack: list[tuple[str, str, int | None, str, int]] = []
+        self._push_children(stack, 0, "", 1)
         expanded = {0}  # slot references could otherwise lead round a cycle forever
         while stack:
-            indent, label, node, connector = stack.pop()
+            indent, label, node, connector, level = stack.pop()
             if node is None:
                 lines.append(f"{indent}{connector}{label}")
             elif node in expanded:
@@ -111,7 +139,13 @@ class GraphView:
                 expanded.add(node)
                 lines.append(f"{indent}{connector}{label}{self._describe(node)}")
                 below = indent + ("    " if connector.startswith("└") else "│   ")
-                self._push_children(stack, node, below)
+                if level < MAX_TREE_DEPTH:
+                    self._push_children(stack, node, below, level + 1)
+                elif self.graph.nodes[node].children or node in self.slots:
+                    lines.append(
+                        f"{below}└── {ELLIPSIS} {self.below.get(node, 0)} more node(s) below, "
+                        f"deeper than {MAX_TREE_DEPTH} levels (see --json)"
+                    )
         if self.unreachable:
             lines.append(
                 "nodes not reachable from the root: " + ", ".join(map(str, self.unreachable))
@@ -119,7 +153,11 @@ class GraphView:
         return lines
 
     def _push_children(
-        self, stack: list[tuple[str, str, int | None, str]], node: int, indent: str
+        self,
+        stack: list[tuple[str, str, int | None, str, int]],
+        node: int,
+        indent: str,
+        level: int,
     ) -> None:
         rows: list[tuple[str, int | None]] = []
         for position, ref in enumerate(self.graph.nodes[node].children):
@@ -138,7 +176,7 @@ class GraphView:
                 rows.append((f"slot {slot_name} of {owner} -> node {slot_node} (missing)", None))
         for i, (label, target) in reversed(list(enumerate(rows))):
             connector = "└── " if i == len(rows) - 1 else "├── "
-            stack.append((indent, label, target, connector))
+            stack.append((indent, label, target, connector, level))
 
     def _describe(self, node: int) -> str:
         parts = []

@@ -16,7 +16,13 @@ if TYPE_CHECKING:
     from ..format.bundle_reader import BundleReader
     from ..format.messages import BundleEntry
 
-__all__ = ["register", "run", "describe", "print_listing"]
+__all__ = ["register", "run", "describe", "print_listing", "MAX_LISTED_MISSING"]
+
+#: Missing data shards listed by id in ``--json`` at most; ``missing_shard_count`` counts
+#: them all (a forged header may claim two billion shards, rule H-WK-1).
+MAX_LISTED_MISSING = 1000
+#: Missing shard ids named in the warning.
+_WARNED_SHARDS = 16
 
 EPILOG = """\
 PATH is a checkpoint prefix (PATH.index + PATH.data-*), a directory with a
@@ -60,7 +66,10 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
             view = None if graph is None else GraphView(graph, reader.bundle)
     missing = listing["totals"]["missing_shards"]
     if missing:
-        names = ", ".join(str(i) for i in missing)
+        names = ", ".join(str(i) for i in missing[:_WARNED_SHARDS])
+        count = listing["totals"]["missing_shard_count"]
+        if count > _WARNED_SHARDS:
+            names += f", ... ({count} in all)"
         term.warn(f"data shard(s) {names} of {listing['prefix']} missing (see dtckpt verify)")
     if args.json:
         listing["object_graph"] = None if view is None else view.as_json()
@@ -92,7 +101,7 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
     for key in bundle.keys():
         entry = bundle.entry(key)
         tensors.append(_tensor(bundle, key, entry, key_str(key), info(entry.dtype).name))
-    sizes, missing = _shard_sizes(bundle)
+    sizes, missing, missing_count = _shard_sizes(bundle)
     return {
         "prefix": reader.prefix,
         "header": {
@@ -112,6 +121,7 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
             "bytes": sum(t["bytes"] for t in tensors),
             "data_files_bytes": sum(sizes),
             "missing_shards": missing,
+            "missing_shard_count": missing_count,
         },
         "object_graph": None,
     }
@@ -163,16 +173,39 @@ def _slice(
     return row
 
 
-def _shard_sizes(bundle: BundleReader) -> tuple[list[int], list[int]]:
+def _shard_sizes(bundle: BundleReader) -> tuple[list[int], list[int], int]:
+    """Sizes of the data shards present; the first missing ids, and how many are missing.
+
+    The directory is listed once and only the shards found there are opened, so a header
+    claiming billions of shards costs what the files present cost (rule H-WK-1).
+    """
     from ..errors import NotFoundError
 
-    sizes, missing = [], []
-    for shard in range(bundle.num_shards):
+    sizes: list[int] = []
+    missing: list[int] = []
+    count = 0
+    opened = set()
+    for shard in bundle.present_shards():
         try:
             sizes.append(bundle.shard_size(shard))
+            opened.add(shard)
         except NotFoundError:
-            missing.append(shard)
-    return sizes, missing
+            pass
+    for start, stop in _gaps(sorted(opened), bundle.num_shards):
+        count += stop - start
+        missing.extend(range(start, min(stop, start + MAX_LISTED_MISSING - len(missing))))
+    return sizes, missing, count
+
+
+def _gaps(present: list[int], total: int) -> list[tuple[int, int]]:
+    """The runs ``[start, stop)`` of ``range(total)`` not in the sorted list ``present``."""
+    out = []
+    start = 0
+    for stop in [*present, total]:
+        if stop > start:
+            out.append((start, stop))
+        start = max(start, stop + 1)
+    return out
 
 
 def _printable(key: str) -> str:

@@ -41,17 +41,21 @@ from ..errors import (
     UnimplementedError,
 )
 from .crc import crc32c, unmask
-from .index import BundleIndex
+from .index import MAX_RANK, BundleIndex, element_count
 from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slice_index import SliceIndex
-from .slices import full_slice, intersect, resolve
+from .slices import full_slice, resolve
 from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
+from .tiling import tiling_problem
 
-__all__ = ["BundleReader"]
+__all__ = ["BundleReader", "MAX_RANK"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
+_INT64_MAX = (1 << 63) - 1
+#: Data files of the same prefix named in the message about a missing one, at most.
+_SHOWN_SIBLINGS = 8
 
 
 def _show(key: bytes) -> str:
@@ -66,7 +70,11 @@ class BundleReader:
 
     ``mmap=True`` selects the zero-copy mode: whole-tensor reads return
     read-only arrays over memory-mapped data files (checksums are still
-    verified on every read).
+    verified on every read). Such arrays stay backed by the file: if another
+    program truncates or rewrites a data file in place while they live, their
+    values change, and touching a page past the file's new end kills the
+    process with ``SIGBUS`` (rule H-SP-2). dtckpt's writers never rewrite a
+    data file in place, so re-saving the same prefix leaves them intact.
 
     ``source`` says where the files named after ``prefix`` come from: the file
     system by default, or a :class:`~dtckpt.format.streams.BundleSource` such
@@ -86,6 +94,7 @@ class BundleReader:
         self._source: BundleSource = LOCAL_FILES if source is None else source
         self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
+        self._siblings: list[str] | None = None
         try:
             data = self._source.read_index(self.index_path)
             if data is None:
@@ -201,15 +210,46 @@ class BundleReader:
         """
         self._shard(shard_id, b"").read_into(out, offset)
 
+    def _sibling_paths(self) -> list[str]:
+        """The files beside the index, listed once per reader (rule H-WK-1): a forged
+        ``num_shards`` or thousands of keys in missing shards cost one listing."""
+        if self._siblings is None:
+            self._siblings = self._source.siblings(self.index_path)
+        return self._siblings
+
+    def present_shards(self) -> list[int]:
+        """The ids of the data shards whose files are there under this bundle's names, sorted.
+
+        Found from one listing of the directory (or archive), so the work follows the files
+        that exist, not ``num_shards`` (rule H-WK-1). A name present may still turn out not
+        to be a readable regular file when it is opened.
+        """
+        base = os.path.basename(self.prefix)
+        found = []
+        for sibling in self._sibling_paths():
+            name = os.path.basename(sibling)  # however the directory was spelled
+            match = DATA_SUFFIX_RE.search(name)
+            if match is None or name[: match.start()] != base:
+                continue
+            shard, total = int(match.group(1)), int(match.group(2))
+            if total == self.num_shards and 0 <= shard < total:
+                if name == os.path.basename(data_filename(self.prefix, shard, total)):
+                    found.append(shard)
+        return sorted(set(found))
+
     def _missing_shard_message(self, path: str) -> str:
         others = []
-        for sibling in self._source.siblings(path):
+        for sibling in self._sibling_paths():
             match = DATA_SUFFIX_RE.search(sibling)
             if match and sibling[: match.start()] == self.prefix:
                 others.append(sibling[len(self.prefix) - len(os.path.basename(self.prefix)) :])
+                if len(others) > _SHOWN_SIBLINGS:
+                    break
         message = f"data file is missing (header says num_shards={self.num_shards})"
         if others:
-            message += f"; found instead: {', '.join(sorted(others))}"
+            shown = sorted(others)[:_SHOWN_SIBLINGS]
+            more = ", ..." if len(others) > _SHOWN_SIBLINGS else ""
+            message += f"; found instead: {', '.join(shown)}{more}"
         return message
 
     def _check_span(self, key: bytes, entry: BundleEntry) -> ShardFile:
@@ -242,6 +282,30 @@ class BundleReader:
             return self.read_slice(kb, full_slice(len(entry.shape)))
         return self._read_entry(kb, entry)
 
+    def _check_readable(self, key: bytes, entry: BundleEntry, row: DTypeInfo) -> None:
+        """What no read can return, refused before any data is read (rules H-BD-7, H-BD-8)."""
+        if row.enum == DataType.DT_VARIANT:
+            raise UnimplementedError(
+                f"reading {row.name} tensors is not supported", path=self.index_path, key=key
+            )
+        if len(entry.shape) > MAX_RANK:
+            raise UnimplementedError(
+                f"a tensor of {len(entry.shape)} dimensions cannot be read: NumPy arrays have "
+                f"at most {MAX_RANK}",
+                path=self.index_path,
+                key=key,
+            )
+        # NumPy multiplies every dimension, zeros aside: a tensor without elements whose
+        # other dims multiply past 2**63 bytes cannot be an array (TensorFlow holds it).
+        spread = element_count(tuple(d for d in entry.shape if d))
+        if spread is None or spread * row.numpy.itemsize > _INT64_MAX:
+            raise UnimplementedError(
+                "a tensor whose non-zero dimensions multiply past 2**63 bytes cannot be a "
+                "NumPy array",
+                path=self.index_path,
+                key=key,
+            )
+
     def _read_entry(
         self, key: bytes, entry: BundleEntry, out: np.ndarray | None = None
     ) -> np.ndarray:
@@ -251,10 +315,7 @@ class BundleReader:
         there directly and no byte-swap is applied (the caller swaps).
         """
         row = info(entry.dtype)
-        if row.enum == DataType.DT_VARIANT:
-            raise UnimplementedError(
-                f"reading {row.name} tensors is not supported", path=self.index_path, key=key
-            )
+        self._check_readable(key, entry, row)
         shard = self._check_span(key, entry)
         path = shard.path
         big = self.header.endianness != _HOST_ORDER
@@ -301,6 +362,7 @@ class BundleReader:
         kb = key_bytes(key)
         entry = self.entry(kb)
         row = info(entry.dtype)
+        self._check_readable(kb, entry, row)
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
         stored = self._stored_boxes(kb, entry)
         exact = stored.exact(box)
@@ -355,6 +417,10 @@ class BundleReader:
                     key=slice_key,
                 )
             slice_entry = self.entry(slice_key)
+            if slice_entry.slices:  # its size was never checked against its shape (H-BD-8)
+                raise DataLossError(
+                    "a slice entry lists slices of its own", path=self.index_path, key=slice_key
+                )
             stored_box = resolve(tensor_slice, entry.shape)
             expected_shape = tuple(n for _, n in stored_box)
             if slice_entry.dtype != entry.dtype or slice_entry.shape != expected_shape:
@@ -438,9 +504,6 @@ def _is_contiguous_box(
     return all(extent[j] == shape[j] for j in range(k + 1, len(shape)))
 
 
-_PAIRWISE_LIMIT = 64
-
-
 def _check_disjoint_spans(key: bytes, entries: list[BundleEntry], path: str) -> None:
     """No two stored slices may share data bytes (rule F-RD-6, step 1).
 
@@ -464,12 +527,7 @@ def _check_tiling(
     overlaps: list[tuple[tuple[int, int], ...]],
     path: str,
 ) -> None:
-    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules).
-
-    Few pieces are checked pairwise; many (only a forged index has thousands)
-    with an occupancy count over the request, allocated only once the pieces'
-    volumes (bounded by bytes present in the data files) could fill it.
-    """
+    """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules; F-SL-7)."""
     covered = sum(int(np.prod([n for _, n in o], dtype=np.int64)) for o in overlaps)
     numel = 0 if any(n == 0 for _, n in box) else 1
     for _, n in box:
@@ -477,29 +535,14 @@ def _check_tiling(
         if numel > covered:  # already short: no need to multiply out a forged shape
             break
     if covered < numel:
-        complete = False
-    elif len(overlaps) <= _PAIRWISE_LIMIT:
-        for i in range(len(overlaps)):
-            for j in range(i + 1, len(overlaps)):
-                if intersect(overlaps[i], overlaps[j]) is not None:
-                    raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = covered == numel
-    else:
-        counts = np.zeros(tuple(n for _, n in box), dtype=np.uint16)
-        for o in overlaps:
-            counts[
-                tuple(slice(s - b, s - b + n) for (s, n), (b, _) in zip(o, box, strict=True))
-            ] += 1
-        if counts.max(initial=0) > 1:
-            raise DataLossError("stored slices overlap", path=path, key=key)
-        complete = bool(counts.all()) if numel else True
-    if not complete:
         raise InvalidArgumentError(
             f"the stored slices of {_show(key)!r} do not cover the requested slice "
             f'{[list(e) for e in box]} ("Does not have sufficient slices")',
             path=path,
             key=key,
         )
+    if tiling_problem(box, overlaps) is not None:
+        raise DataLossError("stored slices overlap", path=path, key=key)
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:

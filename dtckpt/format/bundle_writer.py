@@ -136,11 +136,15 @@ class DataFileWriter:
         self._file = self._data_temp.file
         self._offset = 0
         self._entries: dict[bytes, BundleEntry] = {}
+        self._slices: dict[bytes, list[TensorSlice]] = {}  # partitioned tensors' slices
         self._finished = False
 
     @property
     def entries(self) -> dict[bytes, BundleEntry]:
         """The entries written so far, by key (slice keys and full entries included)."""
+        for key, slices in self._slices.items():
+            if len(self._entries[key].slices) != len(slices):
+                self._entries[key] = self._entries[key]._replace(slices=tuple(slices))
         return self._entries
 
     def seal(self) -> TemporaryFile:
@@ -215,7 +219,9 @@ class DataFileWriter:
         full = self._entries.get(kb)
         if full is None:
             full = BundleEntry(dtype=row.enum, shape=full_shape, shard_id=self.shard_id)
-        elif not full.slices:
+            self._entries[kb] = full
+            self._slices[kb] = []
+        elif kb not in self._slices:
             raise AlreadyExistsError("a whole tensor is already stored under this key", key=kb)
         elif full.dtype != row.enum or full.shape != full_shape:
             raise InvalidArgumentError(
@@ -226,12 +232,9 @@ class DataFileWriter:
         slice_key = encode_tensor_name_slice(kb, tensor_slice)
         if slice_key in self._entries:
             raise AlreadyExistsError("Adding duplicate key", key=slice_key)
-        self._entries[kb] = BundleEntry(
-            dtype=full.dtype,
-            shape=full.shape,
-            shard_id=full.shard_id,
-            slices=full.slices + (tuple(tensor_slice),),
-        )
+        # Collected in a list and put in the full entry when the entries are asked for:
+        # rebuilding the entry's tuple per slice would make N slices cost O(N^2).
+        self._slices[kb].append(tuple(tensor_slice))
         self._entries[slice_key] = self._append(array, row)
 
     def _append(self, array: np.ndarray, row: DTypeInfo) -> BundleEntry:
@@ -369,7 +372,8 @@ class BundleWriter(DataFileWriter):
         try:
             header = BundleHeader(num_shards=1, endianness=self.endianness)
             items = [(b"", encode_header(header))]
-            items.extend((k, encode_entry(self._entries[k])) for k in sorted(self._entries))
+            entries = self.entries
+            items.extend((k, encode_entry(entries[k])) for k in sorted(entries))
             index = self._index_temp = TemporaryFile(self._tmp_index_path)
             index.file.write(encode_table(items))
             self._data_temp.sync(self.fsync)

@@ -39,9 +39,16 @@ __all__ = [
     "fsync_path",
     "is_temporary_name",
     "remove_stale_temporaries",
+    "clean_if_changed",
+    "note_unchanged",
     "TEMPSTATE",
     "replace_on_success",
+    "output_file",
+    "remove_stale_outputs",
+    "is_output_temporary_name",
+    "is_sharded_part_name",
     "SHARDED_TEMP_SUFFIX",
+    "SHARDED_TEMP_MARKER",
 ]
 
 #: Suffix of a bundle file's temporary name: ``P.index.tempstate<N>`` (TF's, rule S-TP-1).
@@ -64,6 +71,11 @@ _CREATE_ATTEMPTS = 3
 def temporary_name(path: str) -> str:
     """``path.tempstate<N>`` with ``N`` a random 63-bit number, as TensorFlow names them."""
     return f"{path}{TEMPSTATE}{secrets.randbits(63)}"
+
+
+def is_sharded_part_name(name: str) -> bool:
+    """Whether a file name is one of a sharded save's per-device files in ``P_temp/``."""
+    return bool(_PART_FILE.fullmatch(name))
 
 
 def is_temporary_name(name: str) -> bool:
@@ -99,6 +111,59 @@ class TemporaryFile:
         except OSError:
             pass  # a failed flush of bytes that are being thrown away
         _remove_if_present(self.path)
+
+
+#: Rule S-TP-5: the temporary of a single output file (an archive, a converted file):
+#: ``.<name>.tmp<16 hex digits>`` beside it.
+_OUTPUT_TEMP = re.compile(r"\..+\.tmp[0-9a-f]{16}")
+
+
+def is_output_temporary_name(name: str) -> bool:
+    """Whether a file name (no directory) is the temporary of an output file (rule S-TP-5)."""
+    return bool(_OUTPUT_TEMP.fullmatch(name))
+
+
+def remove_stale_outputs(path: str) -> list[str]:
+    """Remove the temporaries of the output file ``path`` that no live writer holds (S-TP-5).
+
+    The directory is listed once; only regular files named ``.<name>.tmp<16 hex digits>``
+    for this very ``<name>`` are candidates, and each is removed only if its ``flock`` can be
+    taken at once (its writer died). Returns the paths removed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.tmp") + "[0-9a-f]{16}")
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            if _remove_if_stale(entry.path):
+                removed.append(entry.path)
+    return removed
+
+
+@contextmanager
+def output_file(path: str) -> Iterator[str]:
+    """Yield a new temporary path beside ``path``; rename it onto ``path`` when the block
+    succeeds (rule S-TP-5).
+
+    The temporary, ``.<name>.tmp<16 hex digits>``, is created exclusively and held with
+    ``flock`` until it is renamed or removed, so that the next writer of ``path``, which
+    first removes the temporaries a killed writer left, leaves a live one alone. The block
+    writes the temporary by its path. On an exception it is removed and ``path`` is
+    untouched.
+    """
+    remove_stale_outputs(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp{secrets.token_hex(8)}")
+    held = _create_locked(temporary)
+    try:
+        with replace_on_success(path, temporary):
+            yield temporary
+    finally:
+        os.close(held)
 
 
 @contextmanager
@@ -277,25 +342,78 @@ def _remove_uncommitted_data(entries: list[os.DirEntry[str]], prefixes: set[str]
     return removed
 
 
+#: Per directory, its (device, inode, mtime) when this process last left it clean
+#: (rule S-TP-3).
+_LEFT_CLEAN: dict[str, tuple[int, int, int]] = {}
+
+
+def _signature(directory: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(directory or os.curdir)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+def clean_if_changed(directory: str) -> list[str]:
+    """:func:`remove_stale_temporaries`, unless nothing changed the directory since this
+    process last left it clean (rule S-TP-3). Call it under the directory lock.
+
+    Listing a directory costs its size; a program that saves K checkpoints into one
+    directory would otherwise pay O(K^2) for the listings alone.
+    """
+    key = os.path.abspath(directory or os.curdir)
+    signature = _signature(directory)
+    if signature is not None and _LEFT_CLEAN.get(key) == signature:
+        return []
+    _LEFT_CLEAN.pop(key, None)
+    return remove_stale_temporaries(directory)
+
+
+def note_unchanged(directory: str) -> None:
+    """Record that this process's save left ``directory`` without temporaries (S-TP-3).
+
+    Call it under the directory lock, at the end of a save that succeeded.
+    """
+    signature = _signature(directory)
+    if signature is not None:
+        _LEFT_CLEAN[os.path.abspath(directory or os.curdir)] = signature
+
+
+#: Rule S-TP-4: the file that marked ``P_temp/`` as made by a sharded save of an earlier
+#: version (no save makes one now). Only a directory holding it is ever removed.
+SHARDED_TEMP_MARKER = ".dtckpt-sharded-save"
+
+
+def _is_ours(entry: os.DirEntry[str]) -> bool:
+    """A regular file a sharded save writes into ``P_temp/`` (its marker or a part file)."""
+    if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+        return False
+    return entry.name == SHARDED_TEMP_MARKER or bool(_PART_FILE.fullmatch(entry.name))
+
+
 def _remove_stale_sharded_dir(path: str) -> list[str]:
-    """Remove a leftover ``<prefix>_temp`` directory if everything in it is a part file."""
+    """Remove a leftover ``<prefix>_temp`` directory: one holding the marker of rule S-TP-4
+    and nothing but part files, none of them live."""
     try:
         entries = list(os.scandir(path))
     except OSError:
         return []
-    for entry in entries:
-        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-            return []
-        if not _PART_FILE.fullmatch(entry.name):
-            return []
-    removed = [entry.path for entry in entries if _remove_if_stale(entry.path)]
-    if len(removed) == len(entries):
-        try:
-            os.rmdir(path)
-        except OSError:
-            return removed
-        removed.append(path)
-    return removed
+    if not all(_is_ours(entry) for entry in entries):
+        return []
+    if SHARDED_TEMP_MARKER not in {entry.name for entry in entries}:
+        return []  # an empty directory, or one a user made: not provably ours
+    parts = [e for e in entries if e.name != SHARDED_TEMP_MARKER]
+    removed = [entry.path for entry in parts if _remove_if_stale(entry.path)]
+    if len(removed) < len(parts):
+        return removed  # a live writer still uses it
+    marker = os.path.join(path, SHARDED_TEMP_MARKER)
+    try:
+        os.remove(marker)
+        os.rmdir(path)
+    except OSError:
+        return removed
+    return [*removed, marker, path]
 
 
 def _remove_if_stale(path: str) -> bool:
@@ -307,7 +425,9 @@ def _remove_if_stale(path: str) -> bool:
             return False
         return True
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
     except OSError:
         return False
     try:

@@ -41,7 +41,15 @@ from .slices import resolve
 from .table import KEY_BYTES_BASE as _TABLE_KEY_BYTES_BASE
 from .table import KEY_BYTES_PER_BYTE, data_blocks, entries_limit
 
-__all__ = ["BundleIndex", "validate_entry", "check_header", "VERSION", "MIN_PRODUCER"]
+__all__ = [
+    "BundleIndex",
+    "validate_entry",
+    "check_header",
+    "element_count",
+    "VERSION",
+    "MIN_PRODUCER",
+    "MAX_RANK",
+]
 
 # Rule F-IX-3: kTensorBundleVersion / kTensorBundleMinProducer.
 VERSION = 1
@@ -114,6 +122,9 @@ def validate_entry(key: bytes, entry: BundleEntry, num_shards: int, path: str) -
         except InvalidArgumentError as exc:
             raise DataLossError(exc.message, **where) from None
     if entry.slices:
+        if key.startswith(b"\x00"):  # a slice key: its own bytes are stored, so its size
+            # must be checked against its shape; an entry with slices is never checked (H-BD-8)
+            raise DataLossError("a slice entry lists slices of its own", **where)
         return
     if not 0 <= entry.shard_id < max(num_shards, 0):
         raise DataLossError(
@@ -142,12 +153,13 @@ _INT64_MAX = (1 << 63) - 1
 _SHOWN_DIMS = 16
 
 
-def _element_count(shape: tuple[int, ...]) -> int | None:
+def element_count(shape: tuple[int, ...] | list[int]) -> int | None:
     """The product of ``shape`` (dims already non-negative), or None above int64.
 
-    No entry can hold more bytes than that, and stopping there keeps the work linear: the
-    exact product of a forged shape of thousands of huge dims takes quadratic time, and its
-    decimal form may be too long for ``str`` (rule H-BD-4).
+    No tensor of any reader can hold more bytes than that, and stopping there keeps the
+    work linear: the exact product of a forged shape of thousands of huge dims takes
+    quadratic time, and its decimal form may be too long for ``str`` (rule H-BD-4). Every
+    reader (bundles, ``.npy`` headers, ``.safetensors`` headers) multiplies shapes here.
     """
     if 0 in shape:
         return 0
@@ -157,6 +169,25 @@ def _element_count(shape: tuple[int, ...]) -> int | None:
         if numel > _INT64_MAX:
             return None
     return numel
+
+
+_element_count = element_count
+
+
+def _numpy_max_rank() -> int:
+    for rank in (64, 32):
+        try:
+            np.empty((1,) * rank, dtype=np.uint8)
+        except ValueError:
+            continue
+        return rank
+    return 32  # pragma: no cover - every NumPy holds 32
+
+
+#: The most dimensions a NumPy array can have (``NPY_MAXDIMS``: 64 since NumPy 2.0, 32
+#: before). TensorFlow writes tensors of up to 254 dimensions; readers refuse more than
+#: this with a typed error before reading any data (rule H-BD-7).
+MAX_RANK = _numpy_max_rank()
 
 
 def _show_count(count: int | None) -> str:
@@ -177,7 +208,7 @@ def _column(values: np.ndarray) -> array[int]:
 class BundleIndex:
     """The header and entries of one ``.index`` file, decoded from its bytes."""
 
-    def __init__(self, data: bytes, path: str) -> None:
+    def __init__(self, data: bytes | memoryview, path: str) -> None:
         self.path = path
         self._kernels = kernels.sized(len(data), BATCH_THRESHOLD)
         try:
@@ -200,7 +231,9 @@ class BundleIndex:
         self._visible_set: frozenset[bytes] | None = None
 
     # -- decoding ------------------------------------------------------------
-    def _decode_blocks(self, data: bytes) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    def _decode_blocks(
+        self, data: bytes | memoryview
+    ) -> tuple[list[bytes], np.ndarray, np.ndarray]:
         array = np.frombuffer(data, dtype=np.uint8)
         keys: list[bytes] = []
         starts, ends = [], []
@@ -233,7 +266,9 @@ class BundleIndex:
             return keys, np.zeros(0, np.int64), np.zeros(0, np.int64)
         return keys, np.concatenate(starts), np.concatenate(ends)
 
-    def _parse_columns(self, data: bytes, entry_starts: np.ndarray, entry_ends: np.ndarray) -> None:
+    def _parse_columns(
+        self, data: bytes | memoryview, entry_starts: np.ndarray, entry_ends: np.ndarray
+    ) -> None:
         blob = np.frombuffer(data, dtype=np.uint8)
         columns = self._kernels.parse_bundle_entries(blob, entry_starts, entry_ends)
         simple, dtype, shard, offset, size, crc, dims_offsets, dims = columns

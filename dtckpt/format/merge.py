@@ -74,7 +74,9 @@ def merge_bundles(
         )
 
     merged: dict[bytes, BundleEntry] = {}
-    grown: dict[bytes, list[TensorSlice]] = {}  # slice lists met in several inputs
+    # A partitioned tensor's slices from every bundle, joined once at the end: adding
+    # each bundle's to a growing tuple would make M bundles cost O(M^2).
+    slices: dict[bytes, list[TensorSlice]] = {}
     file_ids: dict[str, int] = {}
     total_shards = 0
     first_header: BundleHeader | None = None
@@ -94,11 +96,13 @@ def merge_bundles(
             total_shards += header.num_shards
             for key in reader.raw_keys():
                 entry = reader.entry(key)
-                _merge_entry(merged, grown, key, entry, prefix, header.num_shards, file_ids, reader)
-    for key, slices in grown.items():
-        merged[key] = merged[key]._replace(slices=tuple(slices))
+                _merge_entry(
+                    merged, slices, key, entry, prefix, header.num_shards, file_ids, reader
+                )
 
     assert first_header is not None
+    for key, parts in slices.items():
+        merged[key] = merged[key]._replace(slices=tuple(parts))
     num_files = len(file_ids)
     renames = [
         (source, data_filename(merged_prefix, shard_id, num_files))
@@ -157,7 +161,7 @@ def _write_merged(
 
 def _merge_entry(
     merged: dict[bytes, BundleEntry],
-    grown: dict[bytes, list[TensorSlice]],
+    slices: dict[bytes, list[TensorSlice]],
     key: bytes,
     entry: BundleEntry,
     prefix: str,
@@ -179,10 +183,12 @@ def _merge_entry(
             crc32c=entry.crc32c,
             slices=entry.slices,
         )
+        if entry.slices:
+            slices[key] = list(entry.slices)
         return
-    # Met again: a partitioned tensor's slices, appended in place (linear, see _Slices).
+    # Met again: a partitioned tensor's slices, appended in place (linear).
     check_combinable(existing, entry, key, reader.index_path)
-    grown.setdefault(key, list(existing.slices)).extend(entry.slices)
+    slices[key].extend(entry.slices)
 
 
 def check_combinable(existing: BundleEntry, entry: BundleEntry, key: bytes, path: str) -> None:

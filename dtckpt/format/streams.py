@@ -23,9 +23,10 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from .. import kernels
-from ..errors import NotFoundError, OutOfRangeError
+from ..errors import OutOfRangeError
 from ..pools import in_pool_thread, pool
 from .crc import crc32c
+from .inputs import open_input, read_input
 
 __all__ = [
     "write_with_crc32c",
@@ -242,7 +243,7 @@ class BundleSource(Protocol):
     file that does not exist; every other failure is a :mod:`dtckpt.errors` exception.
     """
 
-    def read_index(self, path: str) -> bytes | None: ...
+    def read_index(self, path: str) -> bytes | memoryview | None: ...
 
     def open_shard(self, path: str) -> ShardFile | None: ...
 
@@ -277,22 +278,21 @@ class LocalFile:
 
 
 class LocalFiles:
-    """The file system as a :class:`BundleSource`."""
+    """The file system as a :class:`BundleSource`.
+
+    Files are opened through :func:`~dtckpt.format.inputs.open_input`: a FIFO, device or
+    directory under a bundle file's name is refused by its type, never read (rule H-SP-1).
+    """
 
     def read_index(self, path: str) -> bytes | None:
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
+        if not os.path.exists(path):
             return None
-        except IsADirectoryError:
-            raise NotFoundError("expected an index file, found a directory", path=path) from None
+        return read_input(path, what="an index file")
 
     def open_shard(self, path: str) -> LocalFile | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
+        if not os.path.exists(path):
             return None
+        fd = open_input(path, what="a data file")
         return LocalFile(fd, os.fstat(fd).st_size, path)
 
     def siblings(self, path: str) -> list[str]:

@@ -25,6 +25,8 @@ from ..dtypes import DataType, DTypeInfo, info
 from ..errors import InvalidArgumentError, UnimplementedError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
+from ..format.dirlock import directory_lock
+from ..format.durable import remove_stale_temporaries
 from ..format.messages import BundleEntry
 from ..format.naming import key_bytes, key_str
 from ..format.ordered_code import encode_tensor_name_slice
@@ -134,6 +136,10 @@ def write_checkpoint(
     sink = progress or NULL_PROGRESS
     sink.start(sum(t.nbytes for t in chosen), f"writing {prefix}", "B")
     total = 0
+    directory = os.path.dirname(prefix) or os.curdir
+    if os.path.isdir(directory):  # rule S-TP-5: what a killed conversion left goes first
+        with directory_lock(directory):
+            remove_stale_temporaries(directory)
     with BundleWriter(prefix) as writer:
         for tensor in chosen:
             total += _write_one(writer, tensor, sink)

@@ -16,6 +16,7 @@ writer can skip them when asked (rule I-CV-3).
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -28,9 +29,10 @@ from ..errors import (
     CheckpointError,
     DataLossError,
     InvalidArgumentError,
-    NotFoundError,
     UnimplementedError,
 )
+from ..format.index import MAX_RANK, element_count
+from ..format.inputs import open_input
 from . import tensors as _tensors
 from .npy_codec import PREAMBLE_SIZE, NpyHeader, decode_npy_header, decode_npy_preamble
 from .npz_io import (
@@ -53,19 +55,26 @@ def read_npz(path: str) -> TensorSource:
     Each ``.npy`` member becomes a tensor named without its suffix; its
     header is read and checked now, its data only when streamed (rule I-NZ-4).
     """
+    file = os.fdopen(open_input(path, what="an .npz file"), "rb")  # rule H-SP-1
     try:
-        archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise NotFoundError("no such file", path=path) from None
+        archive = zipfile.ZipFile(file)
+    except NotImplementedError as exc:  # a zip feature zipfile lacks ("zip file version")
+        file.close()
+        raise UnimplementedError(f"cannot read this zip archive: {exc}", path=path) from None
     except ZIP_ERRORS as exc:
+        file.close()
         raise DataLossError(f"not a readable zip archive: {exc}", path=path) from None
+    except BaseException:
+        file.close()
+        raise
     try:
         metadata = _read_metadata(archive, path)
         streams, unsupported = _members(archive, path, metadata)
     except BaseException:
         archive.close()
+        file.close()
         raise
-    return TensorSource(FORMAT, path, streams, unsupported, [archive.close])
+    return TensorSource(FORMAT, path, streams, unsupported, [file.close, archive.close])
 
 
 class _Metadata:
@@ -150,13 +159,18 @@ def _member_stream(
             f".npy descr {header.descr!r} is not a dtype", path=path, key=key
         ) from None
     row = _tf_dtype(stored, metadata.dtypes.get(key), path, key)
-    numel = 1
-    for d in header.shape:
-        numel *= d
-    if member.file_size != header.header_size + numel * stored.itemsize:
+    if len(header.shape) > MAX_RANK:  # rule H-BD-7
+        raise UnimplementedError(
+            f"a tensor of {len(header.shape)} dimensions cannot be read: NumPy arrays have at "
+            f"most {MAX_RANK}",
+            path=path,
+            key=key,
+        )
+    numel = element_count(header.shape)  # stops above int64 (rule H-BD-4)
+    described = "more than 2**63" if numel is None else header.header_size + numel * stored.itemsize
+    if numel is None or member.file_size != header.header_size + numel * stored.itemsize:
         raise DataLossError(
-            f"member holds {member.file_size} bytes; its header describes "
-            f"{header.header_size + numel * stored.itemsize}",
+            f"member holds {member.file_size} bytes; its header describes {described}",
             path=path,
             key=key,
         )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataLossError, InvalidArgumentError, UnimplementedError
+from ..format.index import element_count
 
 __all__ = [
     "LENGTH_SIZE",
@@ -44,6 +45,8 @@ __all__ = [
 LENGTH_SIZE = 8
 HEADER_ALIGN = 8
 METADATA_KEY = "__metadata__"
+#: Dimensions of a shape shown in an error message at most.
+_SHOWN_DIMS = 16
 #: Rule I-ST-5: the reference reader refuses longer headers (``MAX_HEADER_SIZE``).
 MAX_HEADER_SIZE = 100_000_000
 
@@ -219,16 +222,21 @@ def _entry(key: str, value: Any) -> SafetensorsEntry:
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_size, offsets))):
         raise DataLossError(f"data_offsets {offsets!r} is not [BEGIN, END]", **where)
     begin, end = offsets
-    numel = 1
-    for d in shape:
-        numel *= d
-    if end < begin or end - begin != numel * DTYPE_SIZES[dtype]:
+    numel = element_count(shape)  # stops above int64: linear in the rank (rule H-BD-4)
+    needs = "more than 2**63" if numel is None else str(numel * DTYPE_SIZES[dtype])
+    if numel is None or end < begin or end - begin != numel * DTYPE_SIZES[dtype]:
         raise DataLossError(
-            f"data_offsets [{begin}, {end}] hold {end - begin} bytes; {dtype} {shape} needs "
-            f"{numel * DTYPE_SIZES[dtype]}",
+            f"data_offsets [{begin}, {end}] hold {end - begin} bytes; {dtype} "
+            f"{_show_shape(shape)} needs {needs}",
             **where,
         )
     return SafetensorsEntry(key, dtype, tuple(shape), begin, end)
+
+
+def _show_shape(shape: list[int]) -> str:
+    if len(shape) <= _SHOWN_DIMS:
+        return str(shape)
+    return f"[{', '.join(str(d) for d in shape[:_SHOWN_DIMS])}, ... ({len(shape)} dims)]"
 
 
 def _check_tiling(entries: list[SafetensorsEntry], data_size: int) -> None:

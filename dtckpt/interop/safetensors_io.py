@@ -35,9 +35,10 @@ from ..errors import (
     CheckpointError,
     DataLossError,
     InvalidArgumentError,
-    NotFoundError,
     UnimplementedError,
 )
+from ..format.index import MAX_RANK
+from ..format.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from . import tensors as _tensors
@@ -238,10 +239,7 @@ def read_safetensors(path: str) -> TensorSource:
     The header is read and validated now (rule I-ST-5); tensor bytes are read
     in chunks when streamed. Tensors come in buffer order.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except (FileNotFoundError, IsADirectoryError):
-        raise NotFoundError("no such file", path=path) from None
+    fd = open_input(path, what="a safetensors file")  # rule H-SP-1
     try:
         source = _open(fd, path)
     except BaseException:
@@ -305,6 +303,11 @@ def _carried(metadata: dict[str, str], path: str) -> dict[str, str]:
 
 def _tf_dtype(entry: SafetensorsEntry, recorded: str | None) -> tuple[DTypeInfo, tuple[int, ...]]:
     """The TF dtype and shape of an entry: its own, or the one recorded (rule I-ST-3)."""
+    if len(entry.shape) > MAX_RANK + (recorded == "complex128"):  # rule H-BD-7
+        raise UnimplementedError(
+            f"a tensor of {len(entry.shape)} dimensions cannot be read: NumPy arrays have at "
+            f"most {MAX_RANK}"
+        )
     if recorded is None:
         if entry.dtype not in _TF_OF:
             raise UnimplementedError(

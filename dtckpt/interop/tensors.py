@@ -28,7 +28,7 @@ import numpy as np
 
 from ..dtypes import DTypeInfo
 from ..errors import CheckpointError
-from ..format.durable import replace_on_success, temporary_name
+from ..format.durable import output_file
 from ..progress import NULL_PROGRESS, Progress
 
 __all__ = [
@@ -269,8 +269,9 @@ def atomic_path(path: str) -> Iterator[str]:
     """A temporary name next to ``path``, renamed onto it when the block succeeds.
 
     On an exception the temporary file is removed and ``path`` is untouched,
-    so a failed conversion never leaves a half-written file (rule I-CV-3).
+    so a failed conversion never leaves a half-written file (rule I-CV-3); the
+    temporaries a killed conversion left are removed by the next one (rule S-TP-5).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with replace_on_success(path, temporary_name(path)) as temporary:
+    with output_file(path) as temporary:
         yield temporary

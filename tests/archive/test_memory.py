@@ -40,7 +40,9 @@ if mode == "make":
         for i in range(int(sys.argv[3])):
             value = (rng.standard_normal(int(sys.argv[4]) // 4, dtype=np.float32) * 0.02)
             if i % 2:
-                value = value.astype("bfloat16")
+                import ml_dtypes  # dtckpt imports it only when it needs it
+
+                value = value.astype(ml_dtypes.bfloat16)
             writer.add(f"layer{i}/kernel", value)
             del value
     sys.exit(0)

@@ -279,3 +279,48 @@ def test_is_archive_never_opens_special_files(tmp_path: pathlib.Path) -> None:
     assert not is_archive(str(tmp_path / "fifo"))
     with pytest.raises(NotFoundError):
         dtckpt.load_checkpoint(str(tmp_path / "fifo"))
+
+
+# -- rule S-TP-5: temporaries of killed packs and conversions ----------------------------------
+
+
+def _held(path: pathlib.Path) -> int:
+    """A temporary as a live writer holds it: created and flocked."""
+    import fcntl
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    os.write(fd, b"a live writer's bytes")
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_killed_packs_temporary_is_removed_and_never_packed(tmp_path: pathlib.Path) -> None:
+    save_model(tmp_path)
+    stale = tmp_path / ".model.dtar.tmp0123456789abcdef"
+    stale.write_bytes(b"half an archive")
+    other = tmp_path / ".other.dtar.tmp0123456789abcdef"
+    other.write_bytes(b"another output's")
+    live = tmp_path / ".model.dtar.tmpfedcba9876543210"
+    fd = _held(live)
+    try:
+        pack(str(tmp_path), str(tmp_path / "model.dtar"))
+    finally:
+        os.close(fd)
+    assert not stale.exists()  # the killed pack's, removed
+    assert live.exists() and other.exists()  # a live writer's, and another output's
+    with ArchiveReader(str(tmp_path / "model.dtar")) as reader:
+        assert not [n for n in reader.names() if ".tmp" in n]  # no temporary was packed
+
+
+def test_a_killed_conversions_temporaries_are_removed(tmp_path: pathlib.Path) -> None:
+    prefix = save_model(tmp_path / "src")
+    for suffix in (".npz", ".safetensors"):
+        stale = tmp_path / f".x{suffix}.tmp00000000deadbeef"
+        stale.write_bytes(b"half a file")
+        dtckpt.interop.convert(prefix, str(tmp_path / f"x{suffix}"), skip_unsupported=True)
+        assert not stale.exists() and (tmp_path / f"x{suffix}").is_file()
+    stale = tmp_path / "y.data-00000-of-00001.tempstate123"
+    stale.write_bytes(b"half a data file")
+    dtckpt.interop.convert(str(tmp_path / "x.npz"), str(tmp_path / "y"))
+    assert not stale.exists()
+    assert dtckpt.list_variables(str(tmp_path / "y"))

@@ -10,6 +10,7 @@ import copy
 import fcntl
 import logging
 import os
+import time
 import pathlib
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from dtckpt.checkpoint.state import (
     update_checkpoint_state,
 )
 from dtckpt.format.bundle_writer import BundleWriter
+from dtckpt.format.durable import SHARDED_TEMP_MARKER
 from tests.stress.crash_workloads import MODES, Workload, leftovers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -180,7 +182,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
 ) -> None:
     seen: list[tuple[str, bool]] = []
     clean, write_state = (
-        save_module.remove_stale_temporaries,
+        save_module.clean_if_changed,
         state_module.write_checkpoint_state,
     )
 
@@ -192,7 +194,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
         seen.append(("state", flock_is_free(save_dir)))
         return write_state(save_dir, *args, **kwargs)
 
-    monkeypatch.setattr(save_module, "remove_stale_temporaries", watched_clean)
+    monkeypatch.setattr(save_module, "clean_if_changed", watched_clean)
     monkeypatch.setattr(state_module, "write_checkpoint_state", watched_state)
     options = dtckpt.CheckpointOptions(
         experimental_write_callbacks=[
@@ -254,12 +256,19 @@ def _litter(directory: pathlib.Path) -> set[str]:
     (directory / ("ckpt-7" + DATA + ".tempstate1")).write_bytes(b"garbage")
     (directory / f"checkpoint.tmp{HEX32}").write_text('model_checkpoint_path: "ckpt-7"\n')
     (directory / "ckpt-8_temp").mkdir()
+    (directory / "ckpt-8_temp" / SHARDED_TEMP_MARKER).write_bytes(b"")
     (directory / "ckpt-8_temp" / "part-00000-of-00001_dev-0-of-8.index").write_bytes(b"x")
     bystanders = {"notes.txt", "ckpt-7.index.tempstate", "checkpoint.tmp", "other_temp"}
-    for name in bystanders - {"other_temp"}:
+    bystanders |= {"unmarked_temp", "empty_temp"}
+    for name in bystanders - {"other_temp", "unmarked_temp", "empty_temp"}:
         (directory / name).write_bytes(b"keep")
     (directory / "other_temp").mkdir()
     (directory / "other_temp" / "data.bin").write_bytes(b"keep")
+    (directory / "other_temp" / SHARDED_TEMP_MARKER).write_bytes(b"")
+    # Rule S-TP-4: without the marker, even part files or nothing at all are not ours.
+    (directory / "unmarked_temp").mkdir()
+    (directory / "unmarked_temp" / "part-00000-of-00001.index").write_bytes(b"keep")
+    (directory / "empty_temp").mkdir()
     return bystanders
 
 
@@ -271,11 +280,39 @@ def test_the_next_save_removes_leftovers_and_nothing_else(
     workload = Workload(mode, str(tmp_path), rows=4)
     path = workload.save_next()
     workload.sync()
-    assert leftovers(str(tmp_path)) == {"other_temp"}  # not ours: it holds a foreign file
+    # Not ours: one holds a foreign file, one lacks the marker, one is empty.
+    assert leftovers(str(tmp_path)) == {"other_temp", "unmarked_temp", "empty_temp"}
     names = set(os.listdir(tmp_path))
     assert bystanders <= names
     assert (tmp_path / "other_temp" / "data.bin").read_bytes() == b"keep"
     assert workload.check(path)[1] == 1
+
+
+def test_unchanged_directory_is_not_listed_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule S-TP-3: a process's next save skips the listing when nothing else changed the
+    directory, and lists (and cleans) again as soon as something did."""
+    ckpt = small_checkpoint(1.0)
+    ckpt.save(str(tmp_path / "ckpt"))
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting(path: str = ".") -> object:
+        listed.append(os.path.abspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    ckpt.save(str(tmp_path / "ckpt"))
+    ckpt.save(str(tmp_path / "ckpt"))
+    assert str(tmp_path) not in listed
+    # A crashed writer's leftover changes the directory: the next save finds and removes it.
+    time.sleep(0.02)  # past the filesystem's timestamp granularity
+    leftover = tmp_path / "ckpt-9.index.tempstate1"
+    leftover.write_bytes(b"\x00garbage")
+    ckpt.save(str(tmp_path / "ckpt"))
+    assert str(tmp_path) in listed
+    assert not leftover.exists()
 
 
 def test_readers_ignore_leftovers(tmp_path: pathlib.Path) -> None:
@@ -422,3 +459,97 @@ def test_no_listed_path_reaches_outside(
     manager.save()
     assert _snapshot(outside) == before
     assert os.path.islink(run / "ckpt-9.index") and os.path.isdir(run / "ckpt-8.index")
+
+
+# -- rule S-TP-4: the directory of a sharded save ---------------------------------------
+
+
+def _dtensor_checkpoint() -> dtckpt.Checkpoint:
+    from dtckpt import dtensor
+
+    mesh = dtensor.create_mesh([("x", 2)], device_type="CPU")
+    model = dtckpt.Module()
+    model.w = dtensor.DVariable(
+        dtensor.call_with_layout(
+            np.ones, dtensor.Layout(["x", "unsharded"], mesh), shape=(4, 3), dtype=np.float32
+        )
+    )
+    return dtensor.DTensorCheckpoint(mesh, model=model)
+
+
+def test_a_sharded_save_never_touches_a_users_directory(tmp_path: pathlib.Path) -> None:
+    # Rule S-TP-4: no save makes P_temp/ any more; a directory of that name is not ours.
+    mine = tmp_path / "ckpt-1_temp"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "part-00000-of-00001.index").write_text("named like a part file")
+    path = _dtensor_checkpoint().save(str(tmp_path / "ckpt"))
+    assert dtckpt.load_checkpoint(path).get_tensor("model/w/.ATTRIBUTES/VARIABLE_VALUE").sum() == 12
+    assert sorted(os.listdir(mine)) == ["part-00000-of-00001.index", "thesis.tex"]
+
+
+def test_a_sharded_save_never_follows_a_linked_temp_directory(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / SHARDED_TEMP_MARKER).write_text("")
+    (target / "part-00000-of-00001.index").write_text("keep")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ckpt-1_temp").symlink_to(target, target_is_directory=True)
+    _dtensor_checkpoint().save(str(tmp_path / "run" / "ckpt"))
+    assert sorted(os.listdir(target)) == [SHARDED_TEMP_MARKER, "part-00000-of-00001.index"]
+    assert (tmp_path / "run" / "ckpt-1_temp").is_symlink()
+
+
+def test_a_sharded_save_removes_an_older_versions_leftovers(tmp_path: pathlib.Path) -> None:
+    leftover = tmp_path / "ckpt-1_temp"
+    leftover.mkdir()
+    (leftover / SHARDED_TEMP_MARKER).write_text("")
+    (leftover / "part-00000-of-00001_dev-0-of-2.index").write_bytes(b"stale")
+    path = _dtensor_checkpoint().save(str(tmp_path / "ckpt"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == []
+    assert dtckpt.load_checkpoint(path).get_tensor("model/w/.ATTRIBUTES/VARIABLE_VALUE").sum() == 12
+
+
+# -- rule S-AS-1: asynchronous saves at exit ----------------------------------------------
+
+_ASYNC_AT_EXIT = """
+import sys
+import numpy as np
+import dtckpt
+from dtckpt import dtensor
+mesh = dtensor.create_mesh([("x", 2), ("y", 4)], device_type="CPU")
+model = dtckpt.Module()
+model.w = dtensor.DVariable(dtensor.call_with_layout(
+    np.ones, dtensor.Layout(["x", "y"], mesh), shape=(64, 128), dtype=np.float32))
+checkpoint = dtensor.DTensorCheckpoint(mesh, model=model)
+options = dtckpt.CheckpointOptions(enable_async=True)
+print(checkpoint.save(sys.argv[1], options=options), flush=True)
+"""
+
+
+def _run_child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+
+
+def test_an_async_save_made_just_before_exit_completes(tmp_path: pathlib.Path) -> None:
+    result = _run_child(_ASYNC_AT_EXIT, str(tmp_path / "ckpt"))
+    assert result.returncode == 0, result.stderr
+    path = result.stdout.strip()
+    assert path == str(tmp_path / "ckpt-1") and result.stderr == ""
+    assert dtckpt.latest_checkpoint(str(tmp_path)) == path
+    value = dtckpt.load_checkpoint(path).get_tensor("model/w/.ATTRIBUTES/VARIABLE_VALUE")
+    assert value.shape == (64, 128) and float(value.sum()) == 64 * 128
+
+
+def test_an_async_save_that_fails_at_exit_is_reported(tmp_path: pathlib.Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the save needs a directory")
+    result = _run_child(_ASYNC_AT_EXIT, str(blocker / "ckpt"))
+    assert result.stdout.strip() == str(blocker / "ckpt-1")
+    assert "An asynchronous checkpoint save failed" in result.stderr

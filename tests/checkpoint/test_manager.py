@@ -448,23 +448,24 @@ def test_old_checkpoints_go_only_after_the_new_one_is_complete(
 ) -> None:
     manager = dtckpt.CheckpointManager(make_checkpoint(), tmp_path, max_to_keep=1)
     seen = []
-    delete = manager._delete_checkpoint_files
+    delete = manager._delete_checkpoints
 
-    def watch(prefix: str) -> None:
+    def watch(prefixes: list[str]) -> None:
         latest = manager._latest_checkpoint
         assert latest is not None
         state = get_checkpoint_state(str(tmp_path))
         assert state is not None
-        seen.append(
-            (
-                os.path.basename(prefix),
-                files(tmp_path) >= bundle(os.path.basename(latest)),
-                state.model_checkpoint_path == latest,
+        for prefix in prefixes:
+            seen.append(
+                (
+                    os.path.basename(prefix),
+                    files(tmp_path) >= bundle(os.path.basename(latest)),
+                    state.model_checkpoint_path == latest,
+                )
             )
-        )
-        delete(prefix)
+        delete(prefixes)
 
-    monkeypatch.setattr(manager, "_delete_checkpoint_files", watch)
+    monkeypatch.setattr(manager, "_delete_checkpoints", watch)
     for _ in range(3):
         manager.save()
     assert seen == [("ckpt-1", True, True), ("ckpt-2", True, True)]
@@ -544,3 +545,64 @@ def test_written_state_file_round_trips(tmp_path: pathlib.Path) -> None:
     assert state.all_model_checkpoint_paths == ["ckpt-2", "ckpt-3", "ckpt-4"]
     assert state.all_model_checkpoint_timestamps == sorted(state.all_model_checkpoint_timestamps)
     assert state.last_preserved_timestamp < state.all_model_checkpoint_timestamps[0]
+
+
+# -- rule S-MG-3: canonical paths, one listing ------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["./ckpt-1", "sub/../ckpt-1", "alias/ckpt-1", "ABS"])
+def test_a_newest_checkpoint_spelled_otherwise_is_never_deleted(
+    tmp_path: pathlib.Path, spelling: str, clock: Callable[..., Clock]
+) -> None:
+    directory = tmp_path / "run"
+    (directory / "sub").mkdir(parents=True)
+    (directory / "alias").symlink_to(directory, target_is_directory=True)
+    if spelling == "ABS":
+        spelling = str(directory / "alias" / "." / "ckpt-1")
+    ckpt = make_checkpoint()
+    ckpt.write(str(directory / "ckpt-1"))
+    (directory / "checkpoint").write_text(state_text([spelling], [101.0], 100.0))
+    clock([200.0, 201.0])
+    manager = dtckpt.CheckpointManager(ckpt, directory, max_to_keep=1)
+    assert len(manager.checkpoints) == 1
+    # save_counter is 0: the save writes ckpt-1 again, the very checkpoint listed above.
+    assert manager.save() == str(directory / "ckpt-1")
+    assert files(directory) >= bundle("ckpt-1")
+    assert manager.checkpoints == [str(directory / "ckpt-1")]
+    fresh = make_checkpoint(scale=0.0)
+    fresh.restore(manager.latest_checkpoint).assert_consumed()
+
+
+def test_two_spellings_in_the_state_file_are_one_checkpoint(tmp_path: pathlib.Path) -> None:
+    ckpt = make_checkpoint()
+    ckpt.write(str(tmp_path / "ckpt-3"))
+    listed = ["ckpt-3", "./ckpt-3", "sub/../ckpt-3"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "checkpoint").write_text(state_text(listed, [101.0, 102.0, 103.0], 100.0))
+    manager = dtckpt.CheckpointManager(ckpt, tmp_path, max_to_keep=2)
+    assert manager.checkpoints == [str(tmp_path / "sub/../ckpt-3")]
+
+
+def test_deleting_thousands_of_checkpoints_lists_the_directory_once(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, clock: Callable[..., Clock]
+) -> None:
+    count = 20_000
+    ckpt = make_checkpoint()
+    for i in (1, 2, count):
+        ckpt.write(str(tmp_path / f"ckpt-{i}"))
+    listed = [f"ckpt-{i}" for i in range(1, count + 1)]
+    stamps = [100.0 + i for i in range(1, count + 1)]
+    (tmp_path / "checkpoint").write_text(state_text(listed, stamps, 100.0))
+    clock([50_000.0], step=0.5)
+    manager = dtckpt.CheckpointManager(ckpt, tmp_path, max_to_keep=1)
+    listings = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path: Any = ".") -> list[str]:
+        listings.append(os.fspath(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(manager_module.os, "listdir", counting_listdir)
+    manager.save(checkpoint_number=count + 1)
+    assert listings.count(os.path.realpath(tmp_path)) == 1
+    assert files(tmp_path) == {"checkpoint"} | bundle(f"ckpt-{count + 1}")

@@ -19,7 +19,7 @@ from dtckpt.cli._term import (
     json_number,
     to_json,
 )
-from dtckpt.cli._tree import GraphView
+from dtckpt.cli._tree import MAX_PATH_CHARS, MAX_TREE_DEPTH, GraphView
 from dtckpt.format.object_graph import (
     ObjectReference,
     SerializedTensor,
@@ -127,6 +127,7 @@ def test_inspect_json_of_a_partitioned_checkpoint(capsys: pytest.CaptureFixture[
         "bytes": 170,
         "data_files_bytes": 170,
         "missing_shards": [],
+        "missing_shard_count": 0,
     }
     assert listing["object_graph"] is None and listing["has_object_graph"] is False
 
@@ -227,9 +228,16 @@ def test_tree_of_a_deep_chain_and_a_slot_cycle() -> None:
     depth = 3000
     chain = [_node((i + 1, f"n{i}")) for i in range(depth)] + [_node(key="nowhere")]
     with dtckpt.BundleReader(MULTI) as bundle:
-        lines = GraphView(TrackableObjectGraph(tuple(chain)), bundle).render()
-        assert len(lines) == depth + 1
-        assert lines[-1].endswith("└── n2999  VARIABLE_VALUE missing (nowhere)")
+        deep = GraphView(TrackableObjectGraph(tuple(chain)), bundle)
+        lines = deep.render()
+        # Rule H-WK-2: 64 levels drawn, then one line for the 2936 nodes below.
+        assert len(lines) == 1 + MAX_TREE_DEPTH + 1
+        assert lines[-2].endswith(f"└── n{MAX_TREE_DEPTH - 1}")
+        assert f"{depth - MAX_TREE_DEPTH} more node(s) below" in lines[-1]
+        assert max(len(line) for line in lines) < 8 * MAX_TREE_DEPTH
+        nodes = deep.as_json()["nodes"]
+        assert nodes[-1]["path"].startswith("\u2026") and nodes[-1]["path"].endswith("/n2999")
+        assert max(len(n["path"]) for n in nodes) == MAX_PATH_CHARS
         cycle = (
             _node((1, "a"), (2, "b"), (4, "a/b.c")),
             _node(slots=(SlotVariableReference(2, "m", 1),), key="alpha"),

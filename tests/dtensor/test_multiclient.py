@@ -114,8 +114,8 @@ def test_the_readme_program_runs_alone_and_on_four_clients(tmp_path: pathlib.Pat
             command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env
         )
         assert done.returncode == 0, done.stderr[-4000:]
-        lines = sorted(done.stdout.splitlines())
-        assert len(lines) == clients and all(" holds " in line for line in lines)
+        # One line per client (the launcher may interleave them, so count, not split).
+        assert done.stdout.count(" holds ") == clients, done.stdout
     one = files(str(tmp_path / "ck1" / "mc"))
     four = files(str(tmp_path / "ck4" / "mc"))
     assert one and list(one) == list(four) and all(one[n] == four[n] for n in one)

@@ -29,6 +29,7 @@ from dtckpt.format.bundle_reader import BundleReader
 from dtckpt.format.bundle_writer import BundleWriter
 from dtckpt.format.dirlock import directory_lock
 from dtckpt.format.durable import (
+    SHARDED_TEMP_MARKER,
     TemporaryFile,
     install,
     is_temporary_name,
@@ -138,6 +139,7 @@ def test_cleaning_leaves_links_foreign_files_and_foreign_temp_dirs(tmp_path: pat
     (run / "ckpt-2.index.tempstate3").symlink_to(outside / "victim.index.tempstate1")
     (run / "ckpt-3_temp").symlink_to(outside, target_is_directory=True)
     (run / "mine_temp").mkdir()
+    (run / "mine_temp" / SHARDED_TEMP_MARKER).write_bytes(b"")  # rule S-TP-4: ours
     (run / "mine_temp" / "part-00000-of-00001_dev-0-of-8.index").write_bytes(b"p")
     (
         run / "mine_temp" / "part-00000-of-00001_dev-0-of-8.data-00000-of-00001.tempstate4"
@@ -148,6 +150,7 @@ def test_cleaning_leaves_links_foreign_files_and_foreign_temp_dirs(tmp_path: pat
     removed = remove_stale_temporaries(str(run))
     assert sorted(os.path.relpath(p, run) for p in removed) == [
         "mine_temp",
+        f"mine_temp/{SHARDED_TEMP_MARKER}",
         "mine_temp/part-00000-of-00001_dev-0-of-8.data-00000-of-00001.tempstate4",
         "mine_temp/part-00000-of-00001_dev-0-of-8.index",
     ]
@@ -519,3 +522,13 @@ def test_other_flock_errors_are_raised(
         with directory_lock(str(tmp_path)):
             pass
     assert dirlock._HOLDERS == {}
+
+
+def test_cleaning_leaves_temp_dirs_without_the_marker(tmp_path: pathlib.Path) -> None:
+    """Rule S-TP-4: a `*_temp` directory is a leftover only if it holds the marker; an empty
+    one, or one of part files a user made, stays."""
+    (tmp_path / "empty_temp").mkdir()
+    (tmp_path / "unmarked_temp").mkdir()
+    (tmp_path / "unmarked_temp" / "part-00000-of-00001.index").write_bytes(b"keep")
+    assert remove_stale_temporaries(str(tmp_path)) == []
+    assert sorted(os.listdir(tmp_path)) == ["empty_temp", "unmarked_temp"]

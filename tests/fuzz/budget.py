@@ -69,5 +69,6 @@ def check_input(target: Target, data: bytes) -> None:
         except Exception as exc:
             if known_finding(target.name, exc) is None:
                 raise
-    if traced.peak > allowance(len(data)):
-        raise OverBudget(f"{traced.peak} bytes held for a {len(data)}-byte input")
+    size = target.real_size(data)
+    if traced.peak > allowance(size):
+        raise OverBudget(f"{traced.peak} bytes held for a {size}-byte input")

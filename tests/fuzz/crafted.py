@@ -149,6 +149,133 @@ def aliased_slices() -> bytes:
     return join_bundle_input(encode_table(sorted(items)), data)
 
 
+# --- round two: sizes never checked, ranks, shard counts (H-BD-7, H-BD-8, H-WK-1) ------------
+
+_WHOLE = ((0, -1), (0, -1))
+
+
+def slice_lists_slices() -> bytes:
+    """H-BD-8: a [2**20, 2**20] float32 tensor whose one slice entry lists slices of its own,
+    so its size is never checked: the read used to allocate 4 TiB from a 187-byte index."""
+    shape = (1 << 20, 1 << 20)
+    full = BundleEntry(FLOAT, shape, slices=(_WHOLE,))
+    items = [(b"", HEADER), (b"w", encode_entry(full))]
+    items.append((encode_tensor_name_slice(b"w", _WHOLE), encode_entry(full)))
+    return join_bundle_input(encode_table(sorted(items)), b"")
+
+
+def partitioned_variant() -> bytes:
+    """H-BD-8: a DT_VARIANT tensor of [2**20, 2**20] in two row slices: refused before the
+    request (8 TiB of object pointers) is allocated."""
+    shape = (1 << 20, 1 << 20)
+    halves = (((0, 1 << 19), (0, -1)), ((1 << 19, 1 << 19), (0, -1)))
+    items = [(b"", HEADER), (b"v", encode_entry(BundleEntry(21, shape, slices=halves)))]
+    for half in halves:
+        part = BundleEntry(21, (1 << 19, 1 << 20), 0, 0, 0, 0)
+        items.append((encode_tensor_name_slice(b"v", half), encode_entry(part)))
+    return join_bundle_input(encode_table(sorted(items)), b"")
+
+
+def _ranked(rank: int) -> bytes:
+    data = np.arange(2, dtype=np.float32).tobytes()
+    entry = BundleEntry(FLOAT, (2,) + (1,) * (rank - 1), 0, 0, 8, mask(crc32c(data)))
+    return join_bundle_input(encode_table([(b"", HEADER), (b"r", encode_entry(entry))]), data)
+
+
+def rank_65() -> bytes:
+    """H-BD-7: a float32 tensor of 65 dimensions (TensorFlow writes up to 254; NumPy holds 64)."""
+    return _ranked(65)
+
+
+def rank_64() -> bytes:
+    """H-BD-7: 64 dimensions, which NumPy holds: read like any tensor."""
+    return _ranked(64)
+
+
+def empty_but_huge() -> bytes:
+    """H-BD-7: float32 [0, 2**40, 2**40]: no elements, but NumPy cannot shape it."""
+    entry = BundleEntry(FLOAT, (0, 1 << 40, 1 << 40), 0, 0, 0, mask(crc32c(b"")))
+    return join_bundle_input(encode_table([(b"", HEADER), (b"e", encode_entry(entry))]), b"")
+
+
+def two_billion_shards() -> bytes:
+    """H-WK-1: a header of num_shards 2**31 - 1 and one tensor in shard 0: inspect and verify
+    used to look for every shard (a directory listing each)."""
+    data = np.arange(4, dtype=np.float32).tobytes()
+    header = encode_header(BundleHeader(num_shards=(1 << 31) - 1))
+    entry = BundleEntry(FLOAT, (4,), 0, 0, 16, mask(crc32c(data)))
+    return join_bundle_input(encode_table([(b"", header), (b"x", encode_entry(entry))]), data)
+
+
+def deep_chain(depth: int = 20_000) -> bytes:
+    """H-WK-2: an object graph of ``depth`` nodes in one chain (paths used to cost O(depth**2))."""
+    from dtckpt.format.object_graph import (
+        ObjectReference,
+        TrackableObject,
+        TrackableObjectGraph,
+        encode_object_graph,
+    )
+
+    nodes = [TrackableObject(children=(ObjectReference(i + 1, "layer"),)) for i in range(depth)]
+    return encode_object_graph(TrackableObjectGraph((*nodes, TrackableObject())))
+
+
+def deep_members() -> bytes:
+    """H-WK-1: archive members 2,000 directories deep (unpack used to hit RecursionError), and
+    each name's components used to be joined one by one."""
+    from tests.fuzz.generators import build_archive
+
+    members = [(f"d{i}/" + "c/" * 1999 + "x", b"deep") for i in range(8)]
+    return b"\x00" + build_archive(members, level=1)
+
+
+def member_of_2_63_bytes() -> bytes:
+    """A-TC-2: a file record of 2**63 bytes (it used to overflow an int64 column)."""
+    from tests.fuzz.generators import build_archive
+
+    return b"\x00" + build_archive([("ckpt.index", b"x")], sizes={"ckpt.index": 1 << 63})
+
+
+def zeros_index() -> bytes:
+    """H-AL-2: an index member of 64 MiB of zeros in a few kilobytes of archive."""
+    from tests.fuzz.generators import build_archive
+
+    return b"\x00" + build_archive([("ckpt.index", bytes(64 << 20))], level=1)
+
+
+def _safetensors(dims: list[int], payload: bytes = b"") -> bytes:
+    import json
+
+    header = {"t": {"dtype": "U8", "shape": dims, "data_offsets": [0, len(payload)]}}
+    body = json.dumps(header, separators=(",", ":")).encode()
+    body += b" " * (-len(body) % 8)
+    return b"\x00" + struct.pack("<Q", len(body)) + body + payload
+
+
+def safetensors_many_dims(count: int = 100_000, dim: int = 3) -> bytes:
+    """H-WK-1: a safetensors shape of ``count`` dims (200,000 dims of 2**62 used to take over
+    a minute to multiply out, then fail with a bare ValueError)."""
+    return _safetensors([dim] * count)
+
+
+def safetensors_rank_65() -> bytes:
+    """H-BD-7: a safetensors tensor of 65 dimensions."""
+    return _safetensors([1] * 65, b"\x07")
+
+
+def npz_rank_65() -> bytes:
+    """H-BD-7: an .npy member of 65 dimensions."""
+    import io
+    import zipfile
+
+    from tests.fuzz.generators import _npy
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("t.npy", _npy("|u1", (1,) * 65, b"\x07"))
+    return b"\x00" + out.getvalue()
+
+
 # --- text and slice keys ---------------------------------------------------------------------
 
 
@@ -184,6 +311,27 @@ CRAFTED: dict[str, dict[str, Callable[[], bytes]]] = {
 # Findings in code outside the fuzzed modules, fixed there by its owners.
 CRAFTED["bundle"]["aliased-slices"] = aliased_slices
 CRAFTED["bundle"]["variant-without-path"] = variant_entry
+CRAFTED["bundle"].update(
+    {
+        "slice-lists-slices": slice_lists_slices,
+        "partitioned-variant": partitioned_variant,
+        "rank-65": rank_65,
+        "rank-64": rank_64,
+        "empty-but-huge": empty_but_huge,
+        "two-billion-shards": two_billion_shards,
+    }
+)
+CRAFTED["object_graph"] = {"chain-5000": lambda: deep_chain(5000)}
+CRAFTED["archive"] = {
+    "deep-members": deep_members,
+    "member-of-2-63-bytes": member_of_2_63_bytes,
+    "zeros-index": zeros_index,
+}
+CRAFTED["safetensors"] = {
+    "100000-dims": safetensors_many_dims,
+    "rank-65": safetensors_rank_65,
+}
+CRAFTED["npz"] = {"rank-65": npz_rank_65}
 CRAFTED["state"] = {
     "inf-suffix": lambda: b"last_preserved_timestamp: inf\n",
     "bare-dot": lambda: b"last_preserved_timestamp: .\n",

@@ -9,7 +9,10 @@ its target (``tests/fuzz/targets.py``).
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
+import random
+import tempfile
 
 from dtckpt.checkpoint.state import CheckpointState, format_checkpoint_state
 from dtckpt.format.bundle_reader import BundleReader
@@ -146,6 +149,51 @@ def _wire() -> list[bytes]:
     return _values()[:32] + _object_graphs()[:4] + [encode_slice(((0, 2), (3, -1)))]
 
 
+def _random(count: int, size: int, salt: int) -> list[bytes]:
+    """Choices for a generator: fixed pseudo-random bytes, so seeds never change."""
+    return [random.Random(salt * 1000 + i).randbytes(size) for i in range(count)]
+
+
+def _golden_prefix() -> str:
+    return str(GOLDEN / "dtypes" / "ckpt")
+
+
+@functools.cache
+def _converted() -> dict[str, bytes]:
+    """The golden ``dtypes`` checkpoint as an archive, an .npz and a .safetensors file."""
+    from dtckpt.archive import pack
+    from dtckpt.interop.convert import convert
+
+    out = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for suffix in (".dtar", ".npz", ".safetensors"):
+            target = os.path.join(directory, "x" + suffix)
+            if suffix == ".dtar":
+                pack(_golden_prefix(), target)
+            else:
+                convert(_golden_prefix(), target, skip_unsupported=True)
+            out[suffix] = pathlib.Path(target).read_bytes()
+    return out
+
+
+def _file_seeds(suffix: str, salt: int) -> list[bytes]:
+    """Mode 0: a real file to flip bytes in; mode 1: choices for the generator."""
+    raw = [b"\x00" + _converted()[suffix]]
+    return raw + [b"\x01" + r for r in _random(6, 96, salt)]
+
+
+def _special() -> list[bytes]:
+    import struct
+
+    from tests.fuzz.generators import SPECIAL_FILES, SPECIAL_KINDS
+
+    out = []
+    for kind in range(len(SPECIAL_KINDS)):
+        for file in range(len(SPECIAL_FILES)):
+            out.append(struct.pack("<III", kind, file, (kind + file) % 8))
+    return out
+
+
 SEEDS = {
     "table": _indexes,
     "index": _indexes,
@@ -160,6 +208,13 @@ SEEDS = {
     "mesh": _meshes,
     "layout": _layouts,
     "wire": _wire,
+    "bundle_gen": lambda: _random(12, 160, 1),
+    "graph_gen": lambda: _random(8, 64, 2),
+    "archive": lambda: _file_seeds(".dtar", 3),
+    "safetensors": lambda: _file_seeds(".safetensors", 4),
+    "npz": lambda: _file_seeds(".npz", 5),
+    "manager": lambda: _random(8, 64, 6),
+    "special": _special,
 }
 
 

@@ -31,7 +31,10 @@ from typing import Any
 import numpy as np
 
 import dtckpt.format.index as index_module
+import dtckpt.kernels
 from dtckpt.checkpoint.state import format_checkpoint_state, parse_checkpoint_state
+from dtckpt.cli._tree import MAX_PATH_CHARS, MAX_TREE_DEPTH, GraphView
+from dtckpt.cli.inspect import MAX_LISTED_MISSING, describe
 from dtckpt.errors import CheckpointError, InvalidArgumentError
 from dtckpt.format import wire
 from dtckpt.format.bundle_reader import BundleReader
@@ -64,10 +67,11 @@ from dtckpt.format.slices import (
 from dtckpt.format.strings import decode_string_tensor, encode_string_tensor
 from dtckpt.format.table import decode_block, decode_table, entries_limit
 from dtckpt.format.varint import decode_varint
-import dtckpt.kernels
+from dtckpt.format.verify import verify_bundle
 from dtckpt.kernels import reference
 from dtckpt.mesh import Layout, Mesh
 from tests.fuzz.shaping import fix_string_checksums, fix_table_checksums, split_bundle_input
+from tests.fuzz.targets_io import IO_TARGETS, real_size
 
 __all__ = ["TARGETS", "ALLOWED", "Target", "run", "jit_kernels"]
 
@@ -81,6 +85,11 @@ class Target:
     allowed: tuple[type[BaseException], ...]
     #: What the target feeds, for the long run's report.
     covers: str
+
+    def real_size(self, data: bytes) -> int:
+        """The input bytes the allocation budget counts (rule H-AL-1): ``data``, or the
+        files a generator builds from it."""
+        return real_size(self.name, data)
 
 
 def run(target: Target, data: bytes) -> BaseException | None:
@@ -281,9 +290,39 @@ def _fields(view: memoryview, depth: int) -> None:
 
 
 def object_graph_target(data: bytes) -> None:
-    """``decode_object_graph``; what it returns re-encodes to the same graph."""
+    """``decode_object_graph``; what it returns re-encodes to the same graph, and ``inspect``
+    draws and lists it with bounded paths, depth and lines (rule H-WK-2)."""
     graph = decode_object_graph(data)
     _same("object graph round trip", graph, decode_object_graph(encode_object_graph(graph)))
+    view = GraphView(graph, _NoEntries())
+    lines = view.render()
+    listed = view.as_json()["nodes"]
+    longest_name = max(
+        (len(ref.local_name) for node in graph.nodes for ref in node.children), default=0
+    )
+    slot_names = max(
+        (len(s.slot_name) for node in graph.nodes for s in node.slot_variables), default=0
+    )
+    limit = 4 * MAX_TREE_DEPTH + 2 * MAX_PATH_CHARS + longest_name + slot_names + 200
+    for line in lines:
+        if len(line) > limit and not line.startswith("nodes not reachable"):
+            raise AssertionError(f"a tree line of {len(line)} characters (limit {limit})")
+    edges = sum(len(n.children) + len(n.slot_variables) for n in graph.nodes)
+    if len(lines) > 2 + edges + len(graph.nodes):  # a line per edge, a note per deep node
+        raise AssertionError(f"{len(lines)} tree lines for {len(graph.nodes)} nodes")
+    for node in listed:
+        if node["path"] is not None and len(node["path"]) > MAX_PATH_CHARS:
+            raise AssertionError(f"a path of {len(node['path'])} characters")
+
+
+class _NoEntries:
+    """A bundle without any tensor, for drawing a graph alone."""
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+    def entry(self, key: str) -> BundleEntry:
+        raise AssertionError("no entries")
 
 
 # --- the bundle reader --------------------------------------------------------------------
@@ -326,6 +365,35 @@ def bundle_target(data: bytes) -> None:
         for key in reader.raw_keys():
             _read_key(reader, key, prefix, shards * len(blob))
         _outcome(reader.keys)
+        _verify_and_list(reader, shards)
+
+
+def _verify_and_list(reader: BundleReader, shards: int) -> None:
+    """``verify`` and ``inspect`` of the bundle: their work and output follow the entries and
+    the files present, whatever ``num_shards`` claims (rule H-WK-1)."""
+    report = verify_bundle(reader)
+    entries = len(reader.raw_keys())
+    if len(report.problems) > 4 * entries + 2 * shards + 4:
+        raise AssertionError(f"{len(report.problems)} problems for {entries} entries")
+    checkpoint = _Listing(reader)
+    try:
+        listing = describe(checkpoint)  # type: ignore[arg-type]
+    except CheckpointError:
+        return
+    missing = listing["totals"]["missing_shards"]
+    if len(missing) > MAX_LISTED_MISSING:
+        raise AssertionError(f"{len(missing)} missing shards listed")
+    expected = max(reader.num_shards, 0) - shards
+    if listing["totals"]["missing_shard_count"] != expected:
+        raise AssertionError(f"missing shards counted {listing['totals']['missing_shard_count']}")
+
+
+class _Listing:
+    """What ``inspect``'s ``describe`` needs of a ``CheckpointReader``."""
+
+    def __init__(self, bundle: BundleReader) -> None:
+        self.bundle = bundle
+        self.prefix = bundle.prefix
 
 
 def _read_key(reader: BundleReader, key: bytes, prefix: str, data_bytes: int) -> None:
@@ -440,6 +508,10 @@ def layout_target(data: bytes) -> None:
     _same("layout round trip", layout.to_string(), again.to_string())
 
 
+def _io_targets() -> list[Target]:
+    return [Target(name, run, ALLOWED, covers) for name, (run, covers) in IO_TARGETS.items()]
+
+
 ALLOWED: tuple[type[BaseException], ...] = (CheckpointError,)
 _TEXT_ALLOWED: tuple[type[BaseException], ...] = (InvalidArgumentError,)
 
@@ -459,5 +531,6 @@ TARGETS = {
         Target("ordered_code", ordered_code_target, ALLOWED, "ordered_code.py slice keys"),
         Target("mesh", mesh_target, _TEXT_ALLOWED, "mesh.py Mesh.from_string"),
         Target("layout", layout_target, _TEXT_ALLOWED, "layout.py Layout.from_string"),
+        *_io_targets(),
     )
 }

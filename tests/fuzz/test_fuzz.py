@@ -16,7 +16,20 @@ from tests.fuzz.strategies import inputs
 from tests.fuzz.targets import TARGETS
 
 #: Examples per target: the bundle and index targets do file I/O or decode three ways.
-_EXAMPLES = {"bundle": 600, "index": 600, "entry": 800, "object_graph": 800}
+_EXAMPLES = {
+    "bundle": 600,
+    "index": 600,
+    "entry": 800,
+    "object_graph": 800,
+    # Targets over whole files, generated or real, that write and read scratch files:
+    "bundle_gen": 300,
+    "graph_gen": 25,
+    "archive": 60,
+    "safetensors": 300,
+    "npz": 300,
+    "manager": 100,
+    "special": 60,
+}
 _DEFAULT_EXAMPLES = 1000
 
 
