@@ -5,9 +5,10 @@ Each class carries TensorFlow's name for the condition where TensorFlow has one
 derives from the builtin exception a Python user would reach for, so both
 ``except dtckpt.errors.DataLossError`` and ``except OSError`` work.
 
-Messages say *where*: the file, the tensor key, the byte offset. Low-level
-decoders only know offsets inside the buffer they were given; the readers
-above them add the file name and the base offset with :meth:`CheckpointError.located`.
+Messages say *where*: the file, the tensor key, the byte offset, and in a
+multi-client save or restore the client it happened on. Low-level decoders only
+know offsets inside the buffer they were given; the readers above them add the
+file name and the base offset with :meth:`CheckpointError.located`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ __all__ = [
     "AlreadyExistsError",
     "FailedPreconditionError",
     "UntrackedObjectWarning",
+    "DeadlineExceededError",
+    "ResourceExhaustedError",
+    "PermissionDeniedError",
+    "UnavailableError",
+    "UnknownError",
+    "MissingDependencyError",
 ]
 
 _E = TypeVar("_E", bound="CheckpointError")
@@ -34,7 +41,8 @@ class CheckpointError(Exception):
     """Base class of every dtckpt error.
 
     ``path``, ``key`` and ``offset`` are kept as attributes so that callers
-    (and tests) can inspect the location without parsing the message.
+    (and tests) can inspect the location without parsing the message;
+    ``client`` is the client (process) a multi-client operation failed on.
     """
 
     def __init__(
@@ -44,11 +52,13 @@ class CheckpointError(Exception):
         path: str | None = None,
         key: str | bytes | None = None,
         offset: int | None = None,
+        client: int | None = None,
     ) -> None:
         self.message = message
         self.path = path
         self.key = key
         self.offset = offset
+        self.client = client
         super().__init__(self._render())
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
@@ -56,6 +66,8 @@ class CheckpointError(Exception):
 
     def _render(self) -> str:
         where = []
+        if self.client is not None:
+            where.append(f"client {self.client}")
         if self.path is not None:
             where.append(str(self.path))
         if self.key is not None:
@@ -82,10 +94,14 @@ class CheckpointError(Exception):
             path=self.path if self.path is not None else path,
             key=self.key if self.key is not None else key,
             offset=offset,
+            client=self.client,
         )
 
     def __reduce__(self) -> tuple[object, ...]:  # keep keyword-only fields across pickling
-        return (_rebuild, (type(self), self.message, self.path, self.key, self.offset))
+        return (
+            _rebuild,
+            (type(self), self.message, self.path, self.key, self.offset, self.client),
+        )
 
 
 def _rebuild(
@@ -94,8 +110,9 @@ def _rebuild(
     path: str | None,
     key: str | bytes | None,
     offset: int | None,
+    client: int | None = None,
 ) -> CheckpointError:
-    return cls(message, path=path, key=key, offset=offset)
+    return cls(message, path=path, key=key, offset=offset, client=client)
 
 
 def _show_key(key: str | bytes) -> str:
@@ -146,3 +163,27 @@ class UntrackedObjectWarning(UserWarning):
     """A save found a trackable object where checkpoints do not look (inside a set, a
     subclass of list or dict, a dataclass...): it is not saved, and TensorFlow would
     drop it without a word."""
+
+
+class DeadlineExceededError(CheckpointError, TimeoutError):
+    """A client did not reach a collective step before its deadline (TF's ``DEADLINE_EXCEEDED``)."""
+
+
+class ResourceExhaustedError(CheckpointError, OSError):
+    """Out of disk space, quota or memory (TF's ``RESOURCE_EXHAUSTED``: ``ENOSPC``...)."""
+
+
+class PermissionDeniedError(CheckpointError, PermissionError):
+    """The file system refused access (TF's ``PERMISSION_DENIED``: ``EACCES``, ``EROFS``...)."""
+
+
+class UnavailableError(CheckpointError, OSError):
+    """Any other operating-system failure of a file or a peer (``EIO``, a lost connection)."""
+
+
+class UnknownError(CheckpointError, RuntimeError):
+    """A failure that is not an operating-system error, reported by another client."""
+
+
+class MissingDependencyError(CheckpointError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

@@ -24,9 +24,16 @@ def _check_dtensor(result: dict[str, Any]) -> None:
     }
 
 
+def _check_multiclient(result: dict[str, Any]) -> None:
+    assert set(result["runs"]) == {"1", "2", "4"}
+    for run in result["runs"].values():
+        assert run["collectives_per_save"] == [3]
+
+
 @pytest.mark.parametrize(
     "script, check",
     [
+        ("multiclient.py", _check_multiclient),
         ("bundle_io.py", None),
         ("object_graph.py", None),
         ("dtensor_io.py", _check_dtensor),
@@ -60,3 +67,18 @@ def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) ->
     assert result["config"]["label"] == "quick"
     if check is not None:
         check(result)
+
+
+def test_multiclient_model_runs(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "model.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "multiclient_model.py"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["clients"] for r in rows] == [64, 128, 256, 512, 1024]
+    # TensorFlow's rule has one client write the whole data-parallel checkpoint.
+    assert all(r["lowest_share_of_busiest"] == 1.0 for r in rows)

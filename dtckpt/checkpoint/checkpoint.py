@@ -13,6 +13,12 @@ fsynced unless ``CheckpointOptions(experimental_fsync=False)`` (rule S-AT-3),
 and only then replaces the state file (rule S-ST-1). The write callbacks run
 after the lock is released. Rule S-CR-1 lists what an interruption at each
 step leaves behind.
+
+Every write is also collective (spec/multiclient.md): when several processes
+share a mesh, each calls ``save``/``write`` with the same arguments, writes
+its own devices' data files, and the root writes the index
+(:mod:`~dtckpt.checkpoint.collective_save`, rule P-SV-2); a lone process is
+the one-client case of the same steps.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..archive.paths import split_archive_path
+from ..comm import Communicator, world
 from ..dtypes import info
 from ..errors import (
     CheckpointError,
@@ -37,16 +44,16 @@ from ..errors import (
     NotFoundError,
 )
 from ..format.bundle_reader import BundleReader
-from ..format.bundle_writer import BundleWriter
-from ..format.dirlock import directory_lock
-from ..format.durable import clean_if_changed, note_unchanged
 from ..format.object_graph import ObjectGraphView, encode_object_graph
 from ..pools import collect, submit_save
+from .collective_restore import RestoreSession
+from .collective_save import graph_tensor, save_collectively
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
 from .reader import open_bundle, resolve_checkpoint_path, resolve_save_path
 from .restore import CheckpointPosition, RestoreCoordinator
+from .sharded import is_sharded
 from .state import update_checkpoint_state
 from .status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSaverStatus
 from .trackable import Trackable
@@ -199,23 +206,30 @@ class Checkpoint(AutoTrackable):
 
         return self._write(path, options, record)
 
-    def _write(self, path: str, options: CheckpointOptions, after: Any) -> str:
+    def _write(self, path: str, options: CheckpointOptions, after: Any, adopt: Any = None) -> str:
+        """Write ``path`` with every client; ``after`` runs on the root under the lock and
+        ``adopt`` receives its result on the other clients (rule P-SV-2)."""
         self._wait()
         snapshot = build_graph(self.root, self._attached())
         graph_bytes = encode_object_graph(snapshot.graph)
         tensors = snapshot.tensors
         callbacks = list(options.experimental_write_callbacks)
+        comm = world()
         if options.enable_async:
-            # The values are copied now; the files are written in the background.
+            # The values are copied now; the files are written in the background, whose
+            # collectives travel on a communicator of their own (rule P-AS-1).
             tensors = [(key, _snapshot(value)) for key, value in tensors]
+            comm = comm.background(timeout=options.experimental_collective_timeout)
         job = _WriteJob(
             path,
             tensors,
             graph_bytes,
             after,
+            adopt,
             callbacks,
             self._regular_on_device_zero,
-            options.experimental_fsync,
+            options,
+            comm,
         )
         if options.enable_async:
             object.__setattr__(self, "_self_pending", submit_save(job.run))  # rule S-AS-1
@@ -235,10 +249,37 @@ class Checkpoint(AutoTrackable):
 
     # -- restoring -------------------------------------------------------------
     def read(self, save_path: str, options: CheckpointOptions | None = None) -> Any:
-        """Restore the values of ``save_path`` into the objects; return a status (rule O-RS-1)."""
+        """Restore the values of ``save_path`` into the objects; return a status (rule O-RS-1).
+
+        Collective when several clients share the program: the root reads the
+        index and sends each client what its devices need (rule P-RS-1).
+        """
         self._wait()
         options = options or CheckpointOptions()
         path = os.fspath(save_path)
+        session = RestoreSession(
+            world(),
+            path,
+            options.experimental_collective_timeout,
+            alone=split_archive_path(path) is not None,
+        )
+        if not session.reads_index:
+            reader, raw = session.receive()
+            if raw is None:
+                return self._restore_by_name(reader)
+            return self._read_graph(reader, raw, path, options, session)
+        try:
+            reader, raw = self._open_for_read(path)
+        except Exception as exc:
+            session.refuse(exc)
+            raise
+        if raw is None:
+            session.share(reader, None, ())  # by name: every entry to every client
+            return self._restore_by_name(reader)
+        return self._read_graph(reader, raw, path, options, session)
+
+    def _open_for_read(self, path: str) -> tuple[BundleReader, bytes | None]:
+        """The bundle at ``path`` and its object graph's bytes (``None``: restore by name)."""
         in_archive = split_archive_path(path) is not None  # read in place (rule A-RD-2)
         if in_archive:
             path = resolve_checkpoint_path(path)
@@ -250,7 +291,7 @@ class Checkpoint(AutoTrackable):
             )
         reader = open_bundle(path)
         if OBJECT_GRAPH_PROTO_KEY not in reader:
-            return self._restore_by_name(reader)
+            return reader, None
         value = reader.read(OBJECT_GRAPH_PROTO_KEY)
         raw = value.item() if value.shape == () else None
         if not isinstance(raw, bytes):
@@ -260,25 +301,41 @@ class Checkpoint(AutoTrackable):
                 path=reader.index_path,
                 key=OBJECT_GRAPH_PROTO_KEY,
             )
+        return reader, raw
 
+    def _read_graph(
+        self,
+        reader: BundleReader,
+        raw: bytes,
+        path: str,
+        options: CheckpointOptions,
+        session: RestoreSession,
+    ) -> Any:
         def located(exc: CheckpointError) -> CheckpointError:
             return exc.located(path=reader.index_path, key=OBJECT_GRAPH_PROTO_KEY)
 
         try:
-            graph = ObjectGraphView(raw)
-        except DataLossError as exc:
-            raise located(exc) from None
-        del raw, value  # the view holds the one copy of the graph's bytes
-        coordinator = RestoreCoordinator(
-            reader,
-            graph,
-            path,
-            root=self.root,
-            attached=self._attached(),
-            skip_slot_variables=options.experimental_skip_slot_variables,
-            on_error=located,
-        )
-        CheckpointPosition(coordinator, 0).restore(self.root)
+            try:
+                graph = ObjectGraphView(raw)
+            except DataLossError as exc:
+                raise located(exc) from None
+            coordinator = RestoreCoordinator(
+                reader,
+                graph,
+                path,
+                root=self.root,
+                attached=self._attached(),
+                skip_slot_variables=options.experimental_skip_slot_variables,
+                on_error=located,
+            )
+
+            def share(step: Any) -> None:  # checked, not yet assigned: tell the others
+                session.share(reader, raw, step.planned_reads())
+
+            CheckpointPosition(coordinator, 0).restore(self.root, after_match=share)
+        except Exception as exc:
+            session.refuse(exc)
+            raise
         return CheckpointLoadStatus(coordinator, self.root, self._attached)
 
     def restore(self, save_path: str | None, options: CheckpointOptions | None = None) -> Any:
@@ -391,15 +448,9 @@ def _assert_trackable(obj: Any, name: str) -> None:
         )
 
 
-def _is_sharded(value: Any) -> bool:
-    return hasattr(value, "layout") and hasattr(value, "components")
-
-
 def _snapshot(value: Any) -> Any:
-    if _is_sharded(value):
-        return type(value)(
-            [np.array(c, copy=True) for c in value.components], value.layout, value.shape
-        )
+    if is_sharded(value):
+        return value.copied()
     return np.array(value, copy=True)
 
 
@@ -410,44 +461,34 @@ class _WriteJob:
         tensors: list[tuple[str, Any]],
         graph_bytes: bytes,
         after: Any,
+        adopt: Any,
         callbacks: list[Any],
         regular_on_device_zero: bool,
-        fsync: bool,
+        options: CheckpointOptions,
+        comm: Communicator,
     ) -> None:
         self.path, self.tensors, self.graph_bytes = path, tensors, graph_bytes
-        self.after, self.callbacks = after, callbacks
+        self.after, self.adopt, self.callbacks = after, adopt, callbacks
         self.regular_on_device_zero = regular_on_device_zero
-        self.fsync = fsync
+        self.options = options
+        self.comm = comm
 
     def run(self) -> None:
-        directory = os.path.dirname(self.path) or os.curdir
-        os.makedirs(directory, exist_ok=True)
-        with directory_lock(directory):  # the whole save, rule S-LK-1
-            clean_if_changed(directory)  # rules S-TP-2, S-TP-3
-            if any(_is_sharded(value) for _, value in self.tensors):
-                # DTensors: one bundle per device, merged (dtckpt.dtensor, rule D-CK-1).
-                from ..dtensor.checkpoint import write_sharded
-
-                write_sharded(
-                    self.path,
-                    self.tensors,
-                    self.graph_bytes,
-                    regular_on_device_zero=self.regular_on_device_zero,
-                    fsync=self.fsync,
-                )
-            else:
-                self._write_single()
-            if self.after is not None:
-                self.after(self.path)  # the state file, manager deletions: still locked
-            note_unchanged(directory)  # rule S-TP-3
+        # Rule O-GR-5: the object graph last. DTensors: one data file per device
+        # holding blocks, every client writing its own (rules D-CK-1, P-SV-2).
+        result = save_collectively(
+            self.path,
+            [*self.tensors, (OBJECT_GRAPH_PROTO_KEY, graph_tensor(self.graph_bytes))],
+            comm=self.comm,
+            timeout=self.options.experimental_collective_timeout,
+            regular_on_device_zero=self.regular_on_device_zero,
+            writers=self.options.experimental_writers,
+            fsync=self.options.experimental_fsync,
+            after=self.after,  # the state file, manager deletions: root only, still locked
+        )
+        if self.comm.rank != 0 and self.adopt is not None:
+            self.adopt(result)
         self._run_callbacks()
-
-    def _write_single(self) -> None:
-        # Rule O-GR-5: the object graph last.
-        with BundleWriter(self.path, fsync=self.fsync) as writer:
-            for key, value in self.tensors:
-                writer.add(key, value)
-            writer.add(OBJECT_GRAPH_PROTO_KEY, np.array(self.graph_bytes, dtype=object))
 
     def _run_callbacks(self) -> None:
         for callback in self.callbacks:

@@ -43,13 +43,16 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..comm import world
+from ..comm.agree import run_on_root
 from ..format.dirlock import directory_lock
 from .checkpoint import Checkpoint
-from .options import CheckpointOptions
+from .options import COLLECTIVE_TIMEOUT, CheckpointOptions
 from .state import get_checkpoint_state, update_checkpoint_state
 
 __all__ = ["CheckpointManager"]
@@ -61,6 +64,15 @@ INDEX_SUFFIX = ".index"  # rule C-MG-8
 #: Rule C-MG-8: a checkpoint's files; ASCII digits only, the prefix taken literally (S-MG-2).
 _CHECKPOINT_FILE = re.compile(r"(.+)(?:\.index|\.data-[0-9]{5}-of-[0-9]{5})", re.DOTALL)
 RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in the past
+
+
+@dataclass(frozen=True)
+class _Bookkeeping:
+    """A manager's list of checkpoints after a save, as the root sends it to the others."""
+
+    checkpoints: list[tuple[str, tuple[str, float]]]  # canonical key -> (path, timestamp)
+    latest: str | None
+    last_preserved_timestamp: float
 
 
 def _numpy_value(value: Any) -> Any:
@@ -149,8 +161,17 @@ class CheckpointManager:
         self._recover_state()
 
     def _recover_state(self) -> None:
-        """Rule C-MG-1: carry on from the state file a previous manager left behind."""
-        recovered = get_checkpoint_state(self._directory)
+        """Rule C-MG-1: carry on from the state file a previous manager left behind.
+
+        With several clients the root reads it for all (rule P-RS-3).
+        """
+        directory = self._directory
+        recovered = run_on_root(
+            world(),
+            lambda: get_checkpoint_state(directory),
+            timeout=COLLECTIVE_TIMEOUT,
+            what=f"CheckpointManager({directory!r})",
+        )
         now = time.time()
         if recovered is None:
             # Starting slightly in the past keeps a manager re-created at once from
@@ -242,11 +263,12 @@ class CheckpointManager:
         path = f"{self._prefix}-{number}"
         options = options or CheckpointOptions()
         after = functools.partial(self._record_and_sweep, fsync=options.experimental_fsync)
-        return self._checkpoint._write(path, options, after)
+        return self._checkpoint._write(path, options, after, self._adopt)
 
-    def _record_and_sweep(self, save_path: str, fsync: bool = True) -> None:
+    def _record_and_sweep(self, save_path: str, fsync: bool = True) -> _Bookkeeping:
         """Rules C-MG-5, S-MG-1: runs once ``save_path``'s bundle is in place (in the
-        writer thread for an async save), still under the directory lock."""
+        writer thread for an async save), still under the directory lock; on the root
+        only when several clients save, which :meth:`_adopt` what it returns (P-SV-2)."""
         # Already held by the save when the checkpoint sits directly in the directory;
         # taken here when ``checkpoint_name`` names a subdirectory.
         with directory_lock(self._directory or os.curdir), self._lock:
@@ -263,6 +285,18 @@ class CheckpointManager:
             self._record_state(fsync)
             self._sweep()
             self._record_state(fsync)
+            return _Bookkeeping(
+                list(self._maybe_delete.items()),
+                self._latest_checkpoint,
+                self._last_preserved_timestamp,
+            )
+
+    def _adopt(self, bookkeeping: _Bookkeeping) -> None:
+        """Take on the root's list of checkpoints after a save (the other clients)."""
+        with self._lock:
+            self._maybe_delete = collections.OrderedDict(bookkeeping.checkpoints)
+            self._latest_checkpoint = bookkeeping.latest
+            self._last_preserved_timestamp = bookkeeping.last_preserved_timestamp
 
     def _record_state(self, fsync: bool = True) -> None:
         """Rule C-MG-6: the state file lists the active set with its timestamps."""

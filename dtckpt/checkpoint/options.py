@@ -12,6 +12,12 @@ default ``True`` every ``Checkpoint``-level save fsyncs its files, the state
 file and the directory, so that a completed save survives a power loss
 (rules S-AT-2, S-AT-3). ``False`` skips the fsyncs, as TensorFlow's writers
 do; saves stay atomic either way.
+
+Two more fields are dtckpt's own, for saves and restores shared by several
+clients (spec/multiclient.md): ``experimental_writers`` picks who writes a
+replicated block, ``"lowest"`` (TensorFlow's rule, the default) or
+``"balanced"`` (rule P-WR-1); ``experimental_collective_timeout`` is the
+deadline of each collective step in seconds (rule P-CM-2), 1800 by default.
 """
 
 from __future__ import annotations
@@ -23,7 +29,12 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["CheckpointOptions"]
+__all__ = ["CheckpointOptions", "COLLECTIVE_TIMEOUT", "WRITERS"]
+
+#: Seconds a collective step of a save or restore waits for the slowest client (P-CM-2).
+COLLECTIVE_TIMEOUT = 1800.0
+#: Who writes a block that several devices hold (rule P-WR-1).
+WRITERS = ("lowest", "balanced")
 
 
 class CheckpointOptions:
@@ -37,6 +48,8 @@ class CheckpointOptions:
         "experimental_skip_slot_variables",
         "experimental_sharding_callback",
         "experimental_fsync",
+        "experimental_writers",
+        "experimental_collective_timeout",
     )
 
     def __init__(
@@ -48,6 +61,8 @@ class CheckpointOptions:
         experimental_skip_slot_variables: bool = False,
         experimental_sharding_callback: Any = None,
         experimental_fsync: bool = True,
+        experimental_writers: str = "lowest",
+        experimental_collective_timeout: float = COLLECTIVE_TIMEOUT,
     ) -> None:
         self.experimental_io_device = experimental_io_device
         self.enable_async = bool(experimental_enable_async_checkpoint or enable_async)
@@ -67,6 +82,17 @@ class CheckpointOptions:
             )
         self.experimental_sharding_callback = None
         self.experimental_fsync = bool(experimental_fsync)
+        if experimental_writers not in WRITERS:
+            raise InvalidArgumentError(
+                f"experimental_writers must be one of {WRITERS}, not {experimental_writers!r}"
+            )
+        self.experimental_writers = experimental_writers
+        timeout = float(experimental_collective_timeout)
+        if not timeout > 0:
+            raise InvalidArgumentError(
+                f"experimental_collective_timeout must be positive seconds, not {timeout}"
+            )
+        self.experimental_collective_timeout = timeout
 
     def __copy__(self) -> CheckpointOptions:
         new = CheckpointOptions.__new__(CheckpointOptions)

@@ -305,12 +305,21 @@ class CheckpointPosition:
     def restore_uid(self) -> int:
         return self.coordinator.restore_uid
 
-    def restore(self, trackable: Trackable) -> None:
-        """Bind ``trackable`` and everything below it, check, commit, assign (rules O-RS-2, -6)."""
+    def restore(
+        self, trackable: Trackable, after_match: Callable[[_Step], None] | None = None
+    ) -> None:
+        """Bind ``trackable`` and everything below it, check, commit, assign (rules O-RS-2, -6).
+
+        ``after_match(step)`` runs once everything is matched and checked, before
+        anything is committed or read (a collective restore shares its plan there,
+        rule P-RS-1); if it raises, nothing is bound.
+        """
         step = _Step(self.coordinator)
         try:
             try:
                 step.match(self.node_id, trackable)
+                if after_match is not None:
+                    after_match(step)
             except BaseException:
                 step.unbind()
                 raise
@@ -369,6 +378,18 @@ class _Step:
                 if slot is not None:
                     self.slots.append((obj, slot_name, slot))  # keeps the new slot alive
                     queue.append((slot_node, slot))
+
+    def planned_reads(self) -> Iterator[tuple[str, object]]:
+        """Each checkpoint key this step will read, with the value that will take it."""
+        coordinator = self.coordinator
+        for node_id in self.with_values:
+            obj = coordinator.bound_object(node_id)
+            if obj is None:
+                continue
+            saved = obj._serialize_to_tensors()
+            for attribute in coordinator.attributes(node_id):
+                if attribute.name in saved:
+                    yield attribute.checkpoint_key, saved[attribute.name]
 
     def unbind(self) -> None:
         """A check failed: forget this step's bindings, leaving the coordinator as it was."""

@@ -27,9 +27,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from ..comm import world
+from ..comm.agree import run_on_root
 from ..errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from ..format.durable import TemporaryFile, install
 from ..format.inputs import read_input
+from .options import COLLECTIVE_TIMEOUT
 
 __all__ = [
     "update_checkpoint_state",
@@ -233,11 +236,19 @@ def checkpoint_exists(prefix: str) -> bool:
 
 
 def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -> str | None:
-    """The newest checkpoint prefix named by the state file, if its files exist (rule C-ST-2)."""
-    state = get_checkpoint_state(checkpoint_dir, latest_filename)
-    if state is not None and checkpoint_exists(state.model_checkpoint_path):
-        return state.model_checkpoint_path
-    return None
+    """The newest checkpoint prefix named by the state file, if its files exist (rule C-ST-2).
+
+    With several clients, the root reads the state file and every client gets
+    its answer (one collective, rule P-RS-3), so that all restore the same one.
+    """
+
+    def read() -> str | None:
+        state = get_checkpoint_state(checkpoint_dir, latest_filename)
+        if state is not None and checkpoint_exists(state.model_checkpoint_path):
+            return state.model_checkpoint_path
+        return None
+
+    return run_on_root(world(), read, timeout=COLLECTIVE_TIMEOUT, what="latest_checkpoint")
 
 
 def write_checkpoint_state(

@@ -1,4 +1,5 @@
-"""DTensor on a simulated device mesh, with TensorFlow's names (``tf.experimental.dtensor``).
+"""DTensor with TensorFlow's names (``tf.experimental.dtensor``): on a simulated mesh in one
+process, or on a mesh shared by several processes (``mpiexec``, spec/multiclient.md).
 
 ::
 
@@ -23,6 +24,13 @@ from ..mesh import (
     MeshProto,
 )
 from . import numpy_util
+from .accelerator import (
+    initialize_accelerator_system,
+    initialize_multi_client,
+    initialize_tpu_system,
+    shutdown_accelerator_system,
+    shutdown_tpu_system,
+)
 from .api import (
     call_with_layout,
     check_layout,
@@ -52,6 +60,7 @@ from .config import (
     set_num_local_devices,
 )
 from .mesh_util import barrier, create_distributed_mesh, create_mesh
+from .save_restore import name_based_restore, name_based_save, sharded_save
 from .tensor import DTensor
 from .variable import DVariable
 
@@ -80,10 +89,15 @@ __all__ = [
     "fetch_layout",
     "full_job_name",
     "get_default_mesh",
+    "initialize_accelerator_system",
+    "initialize_multi_client",
+    "initialize_tpu_system",
     "is_dtensor",
     "job_name",
     "jobs",
     "local_devices",
+    "name_based_restore",
+    "name_based_save",
     "num_clients",
     "num_global_devices",
     "num_local_devices",
@@ -94,6 +108,9 @@ __all__ = [
     "relayout_like",
     "run_on",
     "set_num_local_devices",
+    "sharded_save",
+    "shutdown_accelerator_system",
+    "shutdown_tpu_system",
     "unpack",
     "write_sharded",
 ]

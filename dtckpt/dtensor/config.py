@@ -1,24 +1,30 @@
-"""Who this client is and which devices it has (rule D-CF-1).
+"""Who this client is and which devices it has (rules D-CF-1, D-CF-2).
 
 The authority is TensorFlow's ``tensorflow/dtensor/python/config.py``.
 
-dtckpt runs DTensor in one process today: one client (id 0 of 1, job
-``localhost``) whose simulated devices are named
-``/job:localhost/replica:0/task:0/device:<TYPE>:<i>``. Every answer below
-comes from :func:`_client`, the one place that will ask a communicator once
-several processes share a mesh.
+Every answer comes from :func:`_client`, which asks the communicator of this
+program (:func:`dtckpt.comm.world`): a process alone is client 0 of 1 with job
+``localhost``, as before; under ``mpiexec -n N`` each process is the client
+numbered by its MPI rank, one of ``N``, with job ``worker``. TensorFlow's
+environment variables are honoured and checked against the communicator
+(rule D-CF-2): ``DTENSOR_JOBS`` (one ``host:port`` per client), ``DTENSOR_CLIENT_ID``,
+``DTENSOR_NUM_CLIENTS`` (deprecated by TensorFlow) and ``DTENSOR_JOB_NAME``; a
+mismatch is :class:`InvalidArgumentError` naming both values.
 
 How many devices of a type a client has is :func:`num_local_devices`: one CPU
 and no accelerators, as TensorFlow without configured logical devices, until
-:func:`set_num_local_devices` says otherwise. (A mesh built with explicit
+:func:`set_num_local_devices` (or ``initialize_accelerator_system(...,
+num_logical_cpu_devices=n)``) says otherwise. (A mesh built with explicit
 dimensions by :func:`~dtckpt.dtensor.create_mesh` simulates the devices it
 needs whatever this count is; see rule M-ME-4.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 
+from ..comm import world
 from ..errors import InvalidArgumentError
 from ..mesh.device import DeviceSpec
 
@@ -34,29 +40,86 @@ __all__ = [
     "num_global_devices",
     "preferred_device_type",
     "set_num_local_devices",
+    "check_environment",
 ]
 
 #: The device types a DTensor mesh may be built from (TensorFlow's list).
 DEVICE_TYPES = ("CPU", "GPU", "TPU")
+
+# TensorFlow's environment variables (rule D-CF-2).
+DT_JOBS = "DTENSOR_JOBS"
+DT_CLIENT_ID = "DTENSOR_CLIENT_ID"
+DT_NUM_CLIENTS = "DTENSOR_NUM_CLIENTS"
+DT_JOB_NAME = "DTENSOR_JOB_NAME"
+
+_DEVICE_COUNTS: dict[str, int] = {"CPU": 1, "GPU": 0, "TPU": 0}
 
 
 @dataclass
 class _Client:
     """This process's place in the cluster."""
 
-    client_id: int = 0
-    num_clients: int = 1
-    job_name: str = "localhost"
-    jobs: list[str] = field(default_factory=list)
-    device_counts: dict[str, int] = field(default_factory=lambda: {"CPU": 1, "GPU": 0, "TPU": 0})
-
-
-_LOCAL = _Client()
+    client_id: int
+    num_clients: int
+    job_name: str
+    jobs: list[str]
+    device_counts: dict[str, int]
 
 
 def _client() -> _Client:
-    """The client answering the questions of this module (one process: always the local one)."""
-    return _LOCAL
+    """The client answering the questions of this module, from the communicator (D-CF-1)."""
+    comm = world()
+    jobs = check_environment(comm.rank, comm.size)
+    default = "localhost" if comm.size == 1 else "worker"
+    name = os.environ.get(DT_JOB_NAME) or default
+    return _Client(comm.rank, comm.size, name, jobs, _DEVICE_COUNTS)
+
+
+def check_environment(rank: int, size: int) -> list[str]:
+    """TensorFlow's ``DTENSOR_*`` variables checked against the communicator; the jobs.
+
+    Rule D-CF-2: ``DTENSOR_JOBS`` must name as many clients as there are
+    processes, ``DTENSOR_NUM_CLIENTS`` (if set) be that count and
+    ``DTENSOR_CLIENT_ID`` (if set) this process's rank.
+    """
+    text = os.environ.get(DT_JOBS)
+    jobs = text.split(",") if text else []
+    how = "MPI rank" if size > 1 else "a single process, rank"
+    if jobs and len(jobs) != size:
+        alone = (
+            ": launch the clients with mpiexec (or give initialize_accelerator_system a "
+            "communicator)"
+            if size == 1
+            else ""
+        )
+        raise InvalidArgumentError(
+            f"{DT_JOBS} names {len(jobs)} clients but this program has {size} "
+            f"process{'es' if size > 1 else ''}{alone}"
+        )
+    count = _int_env(DT_NUM_CLIENTS)
+    if count is not None and count != size:
+        raise InvalidArgumentError(
+            f"{DT_NUM_CLIENTS}={count} but this program has {size} "
+            f"process{'es' if size > 1 else ''} ({how} {rank} of {size})"
+        )
+    given = _int_env(DT_CLIENT_ID)
+    if given is not None and given != rank:
+        raise InvalidArgumentError(
+            f"{DT_CLIENT_ID}={given} but this process is {how} {rank} of {size}"
+        )
+    return jobs
+
+
+def _int_env(name: str) -> int | None:
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"Environment variable {name}={text!r} is not an integer"
+        ) from None
 
 
 def client_id() -> int:

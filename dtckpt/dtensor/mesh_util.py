@@ -5,7 +5,7 @@ simulated devices as the dimensions ask for); ``create_distributed_mesh``
 spreads one over every client, each contributing its
 :func:`~dtckpt.dtensor.config.num_local_devices` (or the ``local_devices``
 given); ``barrier`` waits for every client, which with one client returns at
-once.
+once (rule D-MU-1).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..comm import DAY, world
+from ..comm.agree import run_on_root
+from ..errors import DeadlineExceededError, InvalidArgumentError
 from ..mesh import DeviceSpec, Layout, Mesh
 from ..mesh import create_mesh as _create_mesh
 from ..mesh.mesh import parse_devices
@@ -102,14 +104,41 @@ def create_distributed_mesh(
 
 
 def barrier(mesh: Mesh, barrier_name: str | None = None, timeout_in_ms: int | None = None) -> None:
-    """Wait until every client reaches this barrier; with one client there is no one to wait for.
+    """Wait until every client reaches this barrier, at most ``timeout_in_ms`` (default a day).
 
     The mesh is checked as TensorFlow's barrier uses it: a fully sharded
-    layout over its dimensions must be valid.
+    layout over its dimensions must be valid. Every client must pass the same
+    ``barrier_name`` (``InvalidArgumentError`` naming the first that differs),
+    and a client that does not arrive in time is ``DeadlineExceededError`` on
+    every client. With one client there is no one to wait for.
     """
-    del barrier_name, timeout_in_ms
     if not isinstance(mesh, Mesh):
         raise InvalidArgumentError(f"barrier needs a Mesh, got {type(mesh)}")
     Layout(mesh.dim_names, mesh)
-    if config.num_clients() != 1:  # pragma: no cover - one client until a communicator exists
-        raise InvalidArgumentError("barrier across several clients needs a communicator")
+    comm = world()
+    if comm.size == 1:
+        return
+    name = "(barrier)" if barrier_name is None else str(barrier_name)
+    timeout = DAY if timeout_in_ms is None else int(timeout_in_ms) / 1000
+    names: list[object] | None = None
+    late: DeadlineExceededError | None = None
+    try:
+        names = comm.gather(name, timeout=timeout, what=f"barrier {name}")
+    except DeadlineExceededError as exc:
+        if comm.rank != 0:
+            raise
+        late = exc  # told to every client below, naming the late one
+
+    def check() -> None:
+        if late is not None:
+            raise late
+        assert names is not None
+        for client, other in enumerate(names):
+            if other != name:
+                raise InvalidArgumentError(
+                    f"client {client} reached barrier {other!r} while client 0 is at {name!r}"
+                )
+
+    # The verdict comes after the root's own wait for the last client: wait twice as long
+    # for it, so that a late client is named to everyone (as a save's outcome, P-SV-2).
+    run_on_root(comm, check, timeout=2 * timeout, what=f"barrier {name}")

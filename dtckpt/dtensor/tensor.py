@@ -1,11 +1,16 @@
-"""DTensors on a simulated mesh: one NumPy array per device (rules D-TE-1 to D-TE-4).
+"""DTensors: one NumPy array per local device of a mesh (rules D-TE-1 to D-TE-5).
 
 A DTensor has a global (logical) shape, a dtype and a :class:`Layout`; the
 device at offset ``d`` of the layout's mesh holds the block :func:`device_box`
-gives it. Replicas hold equal but separate arrays, so writing into one never
-changes another. ``relayout`` moves data between layouts block by block: each
-target block is pasted from the source blocks it overlaps, without building the
-whole tensor.
+gives it. A process holds the arrays of its own devices only: every device of
+a simulated single-process mesh, or its share of a mesh spread over several
+clients (``create_distributed_mesh``). Replicas hold equal but separate
+arrays, so writing into one never changes another. ``relayout`` moves data
+between layouts block by block: each target block is pasted from the source
+blocks it overlaps, without building the whole tensor.
+
+A DTensor is a :class:`~dtckpt.checkpoint.sharded.ShardedValue`: checkpoints
+ask it for its blocks and their holders (rule P-SV-1), never for the whole.
 
 Arithmetic works block by block too (rule D-TE-3): ``a + b`` of two DTensors
 with the same layout adds their components device by device and keeps the
@@ -14,18 +19,31 @@ layout; a Python number or NumPy scalar is applied to every component.
 
 from __future__ import annotations
 
+import functools
+import math
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from .. import kernels
+from ..checkpoint.sharded import Block
 from ..errors import InvalidArgumentError, UnimplementedError
 from ..format.bundle_writer import as_tensor
+from ..format.messages import FULL_LENGTH
 from ..format.slices import intersect
-from ..mesh import MATCH, UNSHARDED, Layout, LayoutType, device_box, overlapping_blocks
+from ..mesh import (
+    MATCH,
+    UNSHARDED,
+    Layout,
+    LayoutType,
+    device_box,
+    local_offsets,
+    overlapping_blocks,
+)
 from ..mesh.geometry import unique_shards
+from .placement import MeshPlacement, placement_of
 
 __all__ = ["DTensor", "as_array", "blocks_of", "relayout_dtensor", "to_dtensor"]
 
@@ -86,14 +104,25 @@ class DTensor:
                 f"a DTensor needs a concrete layout; {layout.sharding_specs} has 'match' "
                 "(only a relayout target may)"
             )
-        if len(components) != layout.mesh.size:
+        offsets = local_offsets(layout.mesh)
+        if len(components) != len(offsets):
+            size = layout.mesh.size
+            if len(offsets) == size:
+                raise InvalidArgumentError(
+                    f"a mesh of {size} devices needs {size} components, got {len(components)}"
+                )
             raise InvalidArgumentError(
-                f"a mesh of {layout.mesh.size} devices needs {layout.mesh.size} components, "
-                f"got {len(components)}"
+                f"this client holds {len(offsets)} of the {size} devices of the mesh and needs "
+                f"one component for each, got {len(components)}"
+            )
+        if not offsets:
+            raise InvalidArgumentError(
+                f"this client holds no device of the mesh {layout.mesh.to_string()}"
             )
         self._layout = layout
         self._shape = tuple(int(d) for d in shape)
         self._components = list(components)
+        self._offsets = offsets
         local = layout.local_shape_from_global_shape(self._shape)
         dtype = getattr(self._components[0], "dtype", None)
         for device, component in enumerate(self._components):
@@ -134,14 +163,32 @@ class DTensor:
 
     @property
     def components(self) -> list[np.ndarray]:
-        """The per-device arrays (not copies), in mesh device order."""
+        """The arrays of this client's devices (not copies), in mesh device order."""
         return self._components
 
+    @property
+    def local_devices(self) -> tuple[int, ...]:
+        """The mesh offsets of :attr:`components`, in order."""
+        return self._offsets
+
     def numpy(self) -> np.ndarray:
-        """The whole tensor, assembled from one replica of each block."""
+        """The whole tensor, assembled from one replica of each block.
+
+        Every block must be held by one of this client's devices: a DTensor
+        sharded over several clients is :class:`UnimplementedError` here, as
+        dtckpt moves no data between clients outside checkpoints.
+        """
         out = np.empty(self._shape, dtype=self.dtype)
-        for box, device in unique_shards(self._layout, self._shape):
-            out[tuple(slice(s, s + n) for s, n in box)] = self._components[device]
+        held = _held_blocks(self)
+        missing = _block_count(self._layout, self._shape) - len(held)
+        if missing:
+            raise UnimplementedError(
+                f"{missing} block(s) of this DTensor (layout {self._layout.sharding_specs}, shape "
+                f"{list(self._shape)}) are on other clients' devices; only blocks held here can "
+                "be read (unpack the local components instead)"
+            )
+        for box, component in held.items():
+            out[tuple(slice(s, s + n) for s, n in box)] = component
         return out
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -167,12 +214,72 @@ class DTensor:
             f'<DTensor shape={self._shape} dtype={self.dtype} layout="{self._layout.to_string()}">'
         )
 
+    # -- as a checkpoint's sharded value (rule P-SV-1) ----------------------------------
+    @property
+    def placement(self) -> MeshPlacement:
+        """The mesh with its devices divided among the clients (rule D-CF-3)."""
+        return placement_of(self._layout.mesh)
+
+    def stored_blocks(self) -> Iterator[Block]:
+        """Each distinct block with its lowest holder: a replicated value is one whole block."""
+        replicated = _replicated_axes(self._layout, self._shape)
+        mesh_shape = self._layout.mesh.shape()
+        replicas = math.prod(mesh_shape[a] for a in replicated)
+        if self._layout.is_fully_replicated():
+            yield Block(None, 0, replicas, replicated)
+            return
+        # TensorFlow's slice spec: a dimension the layout leaves whole is "-" (M-GE-1).
+        whole = [spec in (UNSHARDED, MATCH) for spec in self._layout.sharding_specs]
+        for box, holder in unique_shards(self._layout, self._shape):
+            extents = tuple(
+                (0, FULL_LENGTH) if full else extent
+                for full, extent in zip(whole, box, strict=True)
+            )
+            yield Block(extents, holder, replicas, replicated)
+
+    def replica_device(self, block: Block, index: int) -> int:
+        """The device of replica ``index``: its digits, mixed-radix, along the replicated axes."""
+        mesh = self._layout.mesh
+        shape, strides = mesh.shape(), mesh.strides
+        device, rest = block.holder, int(index)
+        for axis in reversed(block.group):  # type: ignore[call-overload]
+            rest, digit = divmod(rest, shape[axis])
+            device += digit * strides[axis]
+        return device
+
+    def local_block(self, device: int) -> np.ndarray:
+        index = self._index_of().get(int(device))
+        if index is None:
+            raise InvalidArgumentError(
+                f"device {device} of the mesh is not one of this client's {list(self._offsets)}"
+            )
+        return self._components[index]
+
+    def client_boxes(self, client: int) -> list[tuple[tuple[int, int], ...]]:
+        """The distinct blocks the devices of ``client`` hold, in device order."""
+        seen: dict[Box, None] = {}
+        for device in self.placement.devices_of(client):
+            seen.setdefault(device_box(self._layout, self._shape, device))
+        return list(seen)
+
+    def copied(self) -> DTensor:
+        return DTensor(
+            [np.array(c, copy=True) for c in self._components], self._layout, self._shape
+        )
+
+    def _index_of(self) -> dict[int, int]:
+        index: dict[int, int] | None = getattr(self, "_index", None)
+        if index is None:
+            index = {device: i for i, device in enumerate(self._offsets)}
+            self._index = index
+        return index
+
     # -- arithmetic (rule D-TE-3) ------------------------------------------------------
     def _binary(self, other: Any, op: Callable[[Any, Any], Any], reflected: bool) -> DTensor:
         mine, theirs, layout, shape = _operands(self, other)
         if reflected:
             mine, theirs = theirs, mine
-        count = layout.mesh.size
+        count = len(self._offsets)
         left = mine if isinstance(mine, list) else [mine] * count
         right = theirs if isinstance(theirs, list) else [theirs] * count
         parts = [np.asarray(op(x, y)) for x, y in zip(left, right, strict=True)]
@@ -299,12 +406,12 @@ def _common_layout(a: Layout, b: Layout) -> Layout:
 
 
 def blocks_of(value: np.ndarray, layout: Layout) -> list[np.ndarray]:
-    """A whole value cut into the layout's blocks: one copy per device."""
+    """A whole value cut into the blocks of this client's devices: one copy per device."""
     shape = tuple(value.shape)
     layout.local_shape_from_global_shape(shape)  # rank and divisibility checks
     cut: dict[Box, np.ndarray] = {}
     out = []
-    for device in range(layout.mesh.size):
+    for device in local_offsets(layout.mesh):
         box = device_box(layout, shape, device)
         block = cut.get(box)
         if block is None:
@@ -313,33 +420,80 @@ def blocks_of(value: np.ndarray, layout: Layout) -> list[np.ndarray]:
     return out
 
 
+def _block_count(layout: Layout, shape: tuple[int, ...]) -> int:
+    local = layout.local_shape_from_global_shape(shape)
+    return math.prod(layout.num_shards(i) if n else 1 for i, n in enumerate(local))
+
+
+def _replicated_axes(layout: Layout, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The mesh axes along which a block repeats: unused ones, and those cutting empty dims."""
+    names = layout.mesh.dim_names
+    local = layout.local_shape_from_global_shape(shape)
+    used = {
+        names.index(spec)
+        for spec, n in zip(layout.sharding_specs, local, strict=True)
+        if spec not in (UNSHARDED, MATCH) and n > 0
+    }
+    return tuple(a for a in range(len(names)) if a not in used)
+
+
+@functools.lru_cache(maxsize=16)
+def _all_offsets(size: int) -> tuple[int, ...]:
+    return tuple(range(size))
+
+
+def _held_blocks(tensor: DTensor) -> dict[Box, np.ndarray]:
+    """One local array per distinct block this client holds, keyed by box."""
+    layout, shape = tensor.layout, tensor.shape
+    components = tensor.components
+    if tensor.local_devices == _all_offsets(layout.mesh.size):  # one step per block
+        return {box: components[device] for box, device in unique_shards(layout, shape)}
+    held: dict[Box, np.ndarray] = {}
+    for device, component in zip(tensor.local_devices, components, strict=True):
+        held.setdefault(device_box(layout, shape, device), component)
+    return held
+
+
 def relayout_dtensor(tensor: DTensor, layout: Layout) -> DTensor:
     """The same values under another layout of the same or another mesh (rule D-TE-2).
 
-    Each distinct target block is assembled once from the source blocks it
-    overlaps, found by arithmetic on the block grid (rule M-GE-2), and pasted
-    with the ``copy_box`` kernel; replicas of it get their own copies. The
-    whole tensor is never built unless a target block is the whole tensor.
-    A ``match`` spec in ``layout`` keeps the source's sharding of that dimension.
+    Each distinct target block of this client's devices is assembled once from
+    the source blocks it overlaps, found by arithmetic on the block grid (rule
+    M-GE-2), and pasted with the ``copy_box`` kernel; replicas of it get their
+    own copies. The whole tensor is never built unless a target block is the
+    whole tensor. A ``match`` spec in ``layout`` keeps the source's sharding of
+    that dimension. A source block held only by another client's devices is
+    :class:`UnimplementedError` (rule D-TE-5).
     """
     shape = tensor.shape
     layout = _resolve_match(tensor.layout, layout)
     layout.local_shape_from_global_shape(shape)
     source = tensor.layout
     itemsize = tensor.dtype.itemsize
+    held = _held_blocks(tensor)
+    targets = local_offsets(layout.mesh)
+    boxes = [device_box(layout, shape, device) for device in targets]
     built: dict[Box, np.ndarray] = {}
-    for box, _device in unique_shards(layout, shape):
+    for box in boxes:
+        if box in built:
+            continue
         local = np.empty(tuple(n for _, n in box), dtype=tensor.dtype)
-        for source_box, source_device in overlapping_blocks(source, shape, box):
+        for source_box, _device in overlapping_blocks(source, shape, box):
             overlap = intersect(source_box, box)
             if overlap is None:
                 continue
-            _paste(tensor.components[source_device], source_box, local, box, overlap, itemsize)
+            component = held.get(source_box)
+            if component is None:
+                raise UnimplementedError(
+                    f"relayout to {layout.sharding_specs} needs the block {list(source_box)} of "
+                    "the source, which only other clients' devices hold: dtckpt moves no data "
+                    "between clients outside checkpoints"
+                )
+            _paste(component, source_box, local, box, overlap, itemsize)
         built[box] = local
     out: list[np.ndarray] = []
     handed_out: set[Box] = set()
-    for device in range(layout.mesh.size):
-        box = device_box(layout, shape, device)
+    for box in boxes:
         out.append(built[box].copy() if box in handed_out else built[box])
         handed_out.add(box)
     return DTensor(out, layout, shape)

@@ -23,12 +23,12 @@ from ..checkpoint.variables import VARIABLE_VALUE_KEY, Variable
 from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
 from ..format.bundle_reader import BundleReader
-from ..mesh import Layout, device_box, unique_shards
+from ..mesh import Layout, device_box, local_offsets
 from ..pools import pool
 from .api import relayout
 from .tensor import DTensor, as_array, to_dtensor
 
-__all__ = ["DVariable"]
+__all__ = ["DVariable", "read_dtensor"]
 
 Box = tuple[tuple[int, int], ...]
 
@@ -225,19 +225,9 @@ class DVariable(Variable):
         return None
 
     def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
-        """Read only the blocks this variable's layout needs (rule D-VA-1)."""
-        boxes = [box for box, _ in unique_shards(self.layout, self.shape)]
-        # Blocks are read on several threads: file reads and checksums release the
-        # GIL, so the devices' reads overlap as they would on real hardware.
-        read = pool("io").map(lambda box: reader.read_slice(key, box), boxes)
-        blocks = dict(zip(boxes, read, strict=True))
-        components, handed_out = [], set()
-        for device in range(self.layout.mesh.size):
-            box = device_box(self.layout, self.shape, device)
-            # Replicas get their own copies: writing into one never changes another.
-            components.append(blocks[box].copy() if box in handed_out else blocks[box])
-            handed_out.add(box)
-        return DTensor(components, self.layout, self.shape)
+        """Read only the blocks this client's devices need under this variable's layout
+        (rules D-VA-1, P-RS-1)."""
+        return read_dtensor(reader, key, self.layout, self.shape)
 
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
@@ -246,6 +236,24 @@ class DVariable(Variable):
         if not isinstance(value, DTensor):
             value = relayout(np.asarray(value, dtype=self.dtype), self.layout)
         self._dvalue = value
+
+
+def read_dtensor(reader: BundleReader, key: str, layout: Layout, shape: tuple[int, ...]) -> DTensor:
+    """Tensor ``key`` of a checkpoint as a DTensor with ``layout``: each distinct block of
+    this client's devices read once, whatever layout or mesh wrote it (rule D-VA-1)."""
+    devices = local_offsets(layout.mesh)
+    wanted = [device_box(layout, shape, device) for device in devices]
+    boxes = list(dict.fromkeys(wanted))
+    # Blocks are read on several threads: file reads and checksums release the
+    # GIL, so the devices' reads overlap as they would on real hardware.
+    read = pool("io").map(lambda box: reader.read_slice(key, box), boxes)
+    blocks = dict(zip(boxes, read, strict=True))
+    components, handed_out = [], set()
+    for box in wanted:
+        # Replicas get their own copies: writing into one never changes another.
+        components.append(blocks[box].copy() if box in handed_out else blocks[box])
+        handed_out.add(box)
+    return DTensor(components, layout, shape)
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -51,7 +51,7 @@ from .streams import write_strided_with_crc32c, write_with_crc32c
 from .strings import encode_string_tensor
 from .table import encode_table
 
-__all__ = ["BundleWriter", "as_tensor"]
+__all__ = ["BundleWriter", "DataFileWriter", "as_tensor"]
 
 
 def as_tensor(value: Any, dtype: Any = None) -> tuple[np.ndarray, DTypeInfo]:
@@ -99,51 +99,72 @@ def _looks_like_strings(value: Any) -> bool:
         return False
 
 
-class BundleWriter:
-    """Writes one bundle with a single data shard at ``prefix``.
+class DataFileWriter:
+    """Writes one data file of a bundle and keeps the entries describing it (rules F-WR-1, -2).
 
-    ``endianness=BIG`` writes the bundle a big-endian host would write
-    (numeric data and string length words byte-swapped, header field set);
-    it exists to test readers, TensorFlow's included.
-
-    Use as a context manager or call :meth:`finish`; an exception inside the
-    ``with`` block removes the temporary files and leaves nothing at ``prefix``.
-    ``fsync=True`` makes the bundle durable before :meth:`finish` returns
-    (rule S-AT-3); the default, like TensorFlow, does not fsync.
+    The bytes go to ``<path>.tempstate<N>`` (rule S-TP-1), held locked while
+    open; :meth:`seal` flushes them (and fsyncs them with ``fsync=True``) and
+    hands the temporary over to be renamed to ``path`` by whoever commits the
+    bundle (:class:`BundleWriter`, or a multi-client save, rule P-SV-2). Every
+    entry it makes names data shard ``shard_id``: the file's number among the
+    bundle's data files.
     """
 
-    def __init__(self, prefix: str, *, endianness: int = LITTLE, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        shard_id: int = 0,
+        endianness: int = LITTLE,
+        fsync: bool = False,
+        token: int | None = None,
+    ) -> None:
         if endianness not in (LITTLE, BIG):
             raise InvalidArgumentError(
                 f"endianness must be LITTLE (0) or BIG (1), not {endianness}"
             )
-        self.prefix = os.fspath(prefix)
+        self.path = os.fspath(path)
+        self.shard_id = int(shard_id)
         self.endianness = endianness
         self.fsync = bool(fsync)
-        parent = os.path.dirname(self.prefix)
+        parent = os.path.dirname(self.path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        token = secrets.randbits(63)
-        self._data_path = data_filename(self.prefix, 0, 1)
-        self._tmp_data_path = f"{self._data_path}{TEMPSTATE}{token}"
-        self._tmp_index_path = f"{index_filename(self.prefix)}{TEMPSTATE}{token}"
-        self._data_temp = TemporaryFile(self._tmp_data_path)
-        self._index_temp: TemporaryFile | None = None
+        token = secrets.randbits(63) if token is None else token
+        self.temporary_path = f"{self.path}{TEMPSTATE}{token}"
+        self._data_temp = TemporaryFile(self.temporary_path)
         self._file = self._data_temp.file
         self._offset = 0
         self._entries: dict[bytes, BundleEntry] = {}
         self._slices: dict[bytes, list[TensorSlice]] = {}  # partitioned tensors' slices
         self._finished = False
 
-    def __enter__(self) -> BundleWriter:
-        return self
+    @property
+    def entries(self) -> dict[bytes, BundleEntry]:
+        """The entries written so far, by key (slice keys and full entries included)."""
+        for key, slices in self._slices.items():
+            if len(self._entries[key].slices) != len(slices):
+                self._entries[key] = self._entries[key]._replace(slices=tuple(slices))
+        return self._entries
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            if not self._finished:
-                self.finish()
-        else:
-            self.abort()
+    def seal(self) -> TemporaryFile:
+        """Finish the data file (flushed, and fsynced with ``fsync``); its locked temporary.
+
+        The caller renames it into place (``durable.install``) or discards it.
+        """
+        self._check_open()
+        self._finished = True
+        try:
+            self._data_temp.sync(self.fsync)
+        except BaseException:
+            self._data_temp.discard()
+            raise
+        return self._data_temp
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        self._finished = True
+        self._data_temp.discard()
 
     # -- adding tensors -------------------------------------------------
     def _new_key(self, key: str | bytes) -> bytes:
@@ -197,7 +218,7 @@ class BundleWriter:
             return
         full = self._entries.get(kb)
         if full is None:
-            full = BundleEntry(dtype=row.enum, shape=full_shape)
+            full = BundleEntry(dtype=row.enum, shape=full_shape, shard_id=self.shard_id)
             self._entries[kb] = full
             self._slices[kb] = []
         elif kb not in self._slices:
@@ -211,8 +232,8 @@ class BundleWriter:
         slice_key = encode_tensor_name_slice(kb, tensor_slice)
         if slice_key in self._entries:
             raise AlreadyExistsError("Adding duplicate key", key=slice_key)
-        # Collected in a list and put in the full entry at finish(): rebuilding the
-        # entry's tuple per slice would make N slices cost O(N^2).
+        # Collected in a list and put in the full entry when the entries are asked for:
+        # rebuilding the entry's tuple per slice would make N slices cost O(N^2).
         self._slices[kb].append(tuple(tensor_slice))
         self._entries[slice_key] = self._append(array, row)
 
@@ -233,56 +254,19 @@ class BundleWriter:
             else:
                 crc = mask(write_strided_with_crc32c(self._file, array))
         entry = BundleEntry(
-            dtype=row.enum, shape=shape, shard_id=0, offset=self._offset, size=size, crc32c=crc
+            dtype=row.enum,
+            shape=shape,
+            shard_id=self.shard_id,
+            offset=self._offset,
+            size=size,
+            crc32c=crc,
         )
         self._offset += size  # back to back: no alignment padding (rule F-WR-2)
         return entry
 
-    # -- finishing --------------------------------------------------------
-    def finish(self) -> None:
-        """Write the index and put both files in place (TF's ``BundleWriter::Finish``).
-
-        The index goes to its temporary name first; then, under the directory
-        lock, an old index is removed and the data file and the index are
-        renamed, data first (rules F-WR-3, F-WR-4, S-AT-1, S-AT-2).
-        """
-        self._check_open()
-        self._finished = True
-        try:
-            header = BundleHeader(num_shards=1, endianness=self.endianness)
-            items = [(b"", encode_header(header))]
-            for key, slices in self._slices.items():
-                self._entries[key] = self._entries[key]._replace(slices=tuple(slices))
-            items.extend((k, encode_entry(self._entries[k])) for k in sorted(self._entries))
-            index = self._index_temp = TemporaryFile(self._tmp_index_path)
-            index.file.write(encode_table(items))
-            self._data_temp.sync(self.fsync)
-            index.sync(self.fsync)
-            index_path = index_filename(self.prefix)
-            install(
-                [(self._tmp_data_path, self._data_path), (self._tmp_index_path, index_path)],
-                directory=os.path.dirname(self.prefix) or os.curdir,
-                fsync=self.fsync,
-                replaces_index=index_path,
-                temporaries=(self._data_temp, index),
-            )
-        except BaseException:
-            self._remove_temporaries()
-            raise
-
-    def abort(self) -> None:
-        """Discard everything written so far."""
-        self._finished = True
-        self._remove_temporaries()
-
-    def _remove_temporaries(self) -> None:
-        for temporary in (self._data_temp, self._index_temp):
-            if temporary is not None:
-                temporary.discard()
-
     def _check_open(self) -> None:
         if self._finished:
-            raise FailedPreconditionError(f"bundle writer for {self.prefix!r} is already finished")
+            raise FailedPreconditionError(f"the writer of {self.path!r} is already finished")
 
     # -- streaming ----------------------------------------------------------
     def add_chunks(
@@ -333,7 +317,85 @@ class BundleWriter:
                 f"pieces hold {written} bytes; shape {list(dims)} needs {expected}", key=kb
             )
         entry = BundleEntry(
-            dtype=row.enum, shape=dims, shard_id=0, offset=offset, size=expected, crc32c=mask(crc)
+            dtype=row.enum,
+            shape=dims,
+            shard_id=self.shard_id,
+            offset=offset,
+            size=expected,
+            crc32c=mask(crc),
         )
         self._entries[kb] = entry
         return entry
+
+
+class BundleWriter(DataFileWriter):
+    """Writes one bundle with a single data shard at ``prefix``.
+
+    ``endianness=BIG`` writes the bundle a big-endian host would write
+    (numeric data and string length words byte-swapped, header field set);
+    it exists to test readers, TensorFlow's included.
+
+    Use as a context manager or call :meth:`finish`; an exception inside the
+    ``with`` block removes the temporary files and leaves nothing at ``prefix``.
+    ``fsync=True`` makes the bundle durable before :meth:`finish` returns
+    (rule S-AT-3); the default, like TensorFlow, does not fsync.
+    """
+
+    def __init__(self, prefix: str, *, endianness: int = LITTLE, fsync: bool = False) -> None:
+        self.prefix = os.fspath(prefix)
+        token = secrets.randbits(63)  # one number for both temporaries (rule S-TP-1)
+        super().__init__(
+            data_filename(self.prefix, 0, 1), endianness=endianness, fsync=fsync, token=token
+        )
+        self._tmp_index_path = f"{index_filename(self.prefix)}{TEMPSTATE}{token}"
+        self._index_temp: TemporaryFile | None = None
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            if not self._finished:
+                self.finish()
+        else:
+            self.abort()
+
+    def finish(self) -> None:
+        """Write the index and put both files in place (TF's ``BundleWriter::Finish``).
+
+        The index goes to its temporary name first; then, under the directory
+        lock, an old index is removed and the data file and the index are
+        renamed, data first (rules F-WR-3, F-WR-4, S-AT-1, S-AT-2).
+        """
+        self._check_open()
+        self._finished = True
+        try:
+            header = BundleHeader(num_shards=1, endianness=self.endianness)
+            items = [(b"", encode_header(header))]
+            entries = self.entries
+            items.extend((k, encode_entry(entries[k])) for k in sorted(entries))
+            index = self._index_temp = TemporaryFile(self._tmp_index_path)
+            index.file.write(encode_table(items))
+            self._data_temp.sync(self.fsync)
+            index.sync(self.fsync)
+            index_path = index_filename(self.prefix)
+            install(
+                [(self.temporary_path, self.path), (self._tmp_index_path, index_path)],
+                directory=os.path.dirname(self.prefix) or os.curdir,
+                fsync=self.fsync,
+                replaces_index=index_path,
+                temporaries=(self._data_temp, index),
+            )
+        except BaseException:
+            self._remove_temporaries()
+            raise
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        self._finished = True
+        self._remove_temporaries()
+
+    def _remove_temporaries(self) -> None:
+        for temporary in (self._data_temp, self._index_temp):
+            if temporary is not None:
+                temporary.discard()

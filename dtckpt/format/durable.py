@@ -20,8 +20,8 @@ files of another version (S-AT-1).
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import logging
 import os
 import re
 import secrets
@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from ..errors import AlreadyExistsError
 from .dirlock import UNSUPPORTED_LOCK_ERRNOS, directory_lock, fcntl, open_directory
 
 __all__ = [
@@ -49,8 +48,6 @@ __all__ = [
     "is_output_temporary_name",
     "is_sharded_part_name",
     "SHARDED_TEMP_SUFFIX",
-    "create_sharded_temp",
-    "remove_sharded_temp",
     "SHARDED_TEMP_MARKER",
 ]
 
@@ -62,12 +59,13 @@ SHARDED_TEMP_SUFFIX = "_temp"
 # Rule S-TP-1: the names of temporaries, and nothing else, are what the cleaner may touch.
 _BUNDLE_TEMP = re.compile(r".+\.(?:index|data-\d{5,}-of-\d{5,})\.tempstate\d+")
 _STATE_TEMP = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
+_INDEX_TEMP = re.compile(r"(.+)\.index\.tempstate\d+")
+_DATA_FILE = re.compile(r"(.+)\.data-\d{5,}-of-\d{5,}")
 _PART_FILE = re.compile(
     r"part-\d{5,}-of-\d{5,}(?:_dev-\d+-of-\d+)?\.(?:index|data-\d{5,}-of-\d{5,})"
     r"(?:\.tempstate\d+)?"
 )
 _CREATE_ATTEMPTS = 3
-_LOG = logging.getLogger("dtckpt")
 
 
 def temporary_name(path: str) -> str:
@@ -256,8 +254,12 @@ def install(
     replaces_index: str | None = None,
     temporaries: Iterable[TemporaryFile] = (),
     keep_on_failure: bool = False,
+    lock: bool = True,
 ) -> None:
     """Rename finished files into place under the directory lock (rule S-AT-1).
+
+    ``lock=False`` is for a client of a multi-client save whose root already
+    holds the lock for everyone (rule P-SV-2): that lock is another process's.
 
     ``replaces_index`` (the ``.index`` the renames will write) is removed
     first, so that while data files are replaced no index describes them.
@@ -265,7 +267,8 @@ def install(
     If any step fails, the files already renamed are removed again, the last
     renamed first (the index before its data), unless ``keep_on_failure``.
     """
-    with directory_lock(directory):
+    held = directory_lock(directory) if lock else contextlib.nullcontext()
+    with held:
         for temporary in temporaries:
             temporary.close()  # releases its flock; the directory lock keeps cleaners out
         done: list[str] = []
@@ -292,7 +295,10 @@ def remove_stale_temporaries(directory: str) -> list[str]:
 
     Call it under the directory lock. Only regular files named as rule S-TP-1
     says are removed, and ``<prefix>_temp`` directories whose every entry is a
-    per-device part file; symbolic links are never followed or removed.
+    per-device part file; symbolic links are never followed or removed. A
+    stale index temporary ``P.index.tempstate<N>`` is the mark of a save of
+    ``P`` that never committed: when ``P.index`` does not exist, the data files
+    ``P.data-NNNNN-of-NNNNN`` it left are removed with it (rule S-TP-2).
     Returns the paths removed.
     """
     removed: list[str] = []
@@ -300,14 +306,39 @@ def remove_stale_temporaries(directory: str) -> list[str]:
         entries = list(os.scandir(directory or os.curdir))
     except (FileNotFoundError, NotADirectoryError):
         return removed
+    uncommitted: set[str] = set()
     for entry in entries:
         if entry.is_symlink():
             continue
         if is_temporary_name(entry.name) and entry.is_file(follow_symlinks=False):
             if _remove_if_stale(entry.path):
                 removed.append(entry.path)
+                marked = _INDEX_TEMP.fullmatch(entry.name)
+                if marked:
+                    uncommitted.add(marked.group(1))
         elif entry.name.endswith(SHARDED_TEMP_SUFFIX) and entry.is_dir(follow_symlinks=False):
             removed.extend(_remove_stale_sharded_dir(entry.path))
+    if uncommitted:
+        removed.extend(_remove_uncommitted_data(entries, uncommitted))
+    return removed
+
+
+def _remove_uncommitted_data(entries: list[os.DirEntry[str]], prefixes: set[str]) -> list[str]:
+    """The data files of the prefixes whose save left a mark and no index (one pass)."""
+    names = {entry.name for entry in entries}
+    orphaned = {p for p in prefixes if f"{p}.index" not in names}
+    removed = []
+    for entry in entries:
+        found = _DATA_FILE.fullmatch(entry.name)
+        if found is None or found.group(1) not in orphaned:
+            continue
+        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            os.remove(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.path)
     return removed
 
 
@@ -349,54 +380,9 @@ def note_unchanged(directory: str) -> None:
         _LEFT_CLEAN[os.path.abspath(directory or os.curdir)] = signature
 
 
-#: Rule S-TP-4: the file that marks ``P_temp/`` as made by a sharded save, created in it
-#: right after the directory itself. Only a directory holding it is ever removed.
+#: Rule S-TP-4: the file that marked ``P_temp/`` as made by a sharded save of an earlier
+#: version (no save makes one now). Only a directory holding it is ever removed.
 SHARDED_TEMP_MARKER = ".dtckpt-sharded-save"
-
-
-def create_sharded_temp(prefix: str) -> str:
-    """Make the directory ``prefix_temp/`` of a sharded save, exclusively (rule S-TP-4).
-
-    A leftover of a crashed save (a real directory holding the marker and per-device files,
-    none live) is removed first. Anything else under that name, a user's own directory, a
-    file or a symbolic link, is never used or removed: :class:`AlreadyExistsError`.
-    """
-    temp = f"{prefix}{SHARDED_TEMP_SUFFIX}"
-    if not os.path.islink(temp) and os.path.isdir(temp):
-        _remove_stale_sharded_dir(temp)
-    try:
-        os.mkdir(temp)
-    except FileExistsError:
-        raise AlreadyExistsError(
-            "a sharded save keeps its per-device files in a directory of this name, and "
-            "something that is not a leftover of an earlier save is there; move it away",
-            path=temp,
-        ) from None
-    marker = os.path.join(temp, SHARDED_TEMP_MARKER)
-    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    return temp
-
-
-def remove_sharded_temp(temp: str) -> None:
-    """Remove the directory :func:`create_sharded_temp` made, and only what the save wrote
-    into it: its marker and regular per-device files, never following a link (rule S-TP-4).
-    A directory left holding anything else stays, with a warning."""
-    try:
-        if os.path.islink(temp) or not os.path.isdir(temp):
-            return
-        entries = list(os.scandir(temp))
-    except OSError:
-        return
-    for entry in entries:
-        if _is_ours(entry):
-            try:
-                os.remove(entry.path)
-            except FileNotFoundError:
-                pass
-    try:
-        os.rmdir(temp)
-    except OSError as exc:
-        _LOG.warning("Leaving %r in place: %s", temp, exc.strerror)
 
 
 def _is_ours(entry: os.DirEntry[str]) -> bool:

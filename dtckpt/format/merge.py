@@ -23,16 +23,27 @@ header's ``num_shards`` is the sum of the inputs' ``num_shards``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .bundle_reader import BundleReader
 from .durable import TemporaryFile, fsync_path, install, temporary_name
-from .messages import BundleEntry, BundleHeader, TensorSlice, encode_entry, encode_header
+from .messages import (
+    LITTLE,
+    BundleEntry,
+    BundleHeader,
+    TensorSlice,
+    encode_entry,
+    encode_header,
+)
 from .naming import data_filename, index_filename
 from .table import encode_table
 
-__all__ = ["merge_bundles"]
+__all__ = ["merge_bundles", "merge_entries", "encode_index", "split_for_merge", "merge_split"]
+
+#: A data file's entries ready to merge: full entries of partitioned tensors as records,
+#: every other entry already encoded (``split_for_merge``).
+SplitEntries = tuple[dict[bytes, BundleEntry], list[tuple[bytes, bytes]]]
 
 
 def merge_bundles(
@@ -175,14 +186,114 @@ def _merge_entry(
         if entry.slices:
             slices[key] = list(entry.slices)
         return
+    # Met again: a partitioned tensor's slices, appended in place (linear).
+    check_combinable(existing, entry, key, reader.index_path)
+    slices[key].extend(entry.slices)
+
+
+def check_combinable(existing: BundleEntry, entry: BundleEntry, key: bytes, path: str) -> None:
+    """A partitioned tensor's full entry may meet another file's: two whole entries under
+    one key, or slices of different dtypes or shapes, are refused (F-MG-1)."""
     if not existing.slices or not entry.slices:
-        raise AlreadyExistsError(
-            "duplicate tensor key while merging bundles", path=reader.index_path, key=key
-        )
+        raise AlreadyExistsError("duplicate tensor key while merging bundles", path=path, key=key)
     if existing.dtype != entry.dtype or existing.shape != entry.shape:
         raise InvalidArgumentError(
             "partitioned tensor has different dtype or shape in two merged bundles",
-            path=reader.index_path,
+            path=path,
             key=key,
         )
-    slices[key].extend(entry.slices)
+
+
+def merge_entries(
+    parts: Sequence[Mapping[bytes, BundleEntry]], *, where: str = ""
+) -> dict[bytes, BundleEntry]:
+    """The entries of data files numbered in advance, merged as :func:`merge_bundles` merges.
+
+    ``parts[k]`` holds the entries of data file ``k``, whose entries already
+    name shard ``k`` (a :class:`~dtckpt.format.bundle_writer.DataFileWriter`'s).
+    Taken in order, a key met again must be a partitioned tensor's full entry,
+    whose slices are appended: exactly the index that merging the parts as
+    single-shard bundles, in this order, would write (rules F-MG-1, P-SV-2).
+    """
+    merged = _Slices(where)
+    for entries in parts:
+        for key in sorted(entries):
+            merged.add(key, entries[key])
+    return merged.entries()
+
+
+class _Slices:
+    """Entries met in merge order; a partitioned tensor's slice lists grow in place.
+
+    Each list is extended, never rebuilt, and each full entry is built once at
+    the end: merging a tensor stored in P files costs O(P), not O(P^2).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.first: dict[bytes, BundleEntry] = {}
+        self.more: dict[bytes, list[TensorSlice]] = {}
+
+    def add(self, key: bytes, entry: BundleEntry) -> None:
+        existing = self.first.get(key)
+        if existing is None:
+            self.first[key] = entry
+            return
+        check_combinable(existing, entry, key, self.where)
+        self.more.setdefault(key, list(existing.slices)).extend(entry.slices)
+
+    def entries(self) -> dict[bytes, BundleEntry]:
+        out = self.first
+        for key, slices in self.more.items():
+            out[key] = out[key]._replace(slices=tuple(slices))
+        return out
+
+
+def encode_index(
+    entries: Mapping[bytes, BundleEntry], num_shards: int, *, endianness: int = LITTLE
+) -> bytes:
+    """The bytes of a bundle's index: the header, then the entries in key order (F-IX-*)."""
+    header = BundleHeader(num_shards=num_shards, endianness=endianness)
+    items = [(b"", encode_header(header))]
+    items.extend((key, encode_entry(entries[key])) for key in sorted(entries))
+    return encode_table(items)
+
+
+def split_for_merge(entries: Mapping[bytes, BundleEntry]) -> SplitEntries:
+    """One data file's entries as its writer hands them to whoever merges (rule P-SV-2).
+
+    Only a partitioned tensor's full entry can meet another file's (its slice
+    lists are concatenated): it stays a record. Every other entry is encoded
+    here, by the writer, so that the merging side encodes one entry per
+    partitioned tensor instead of one per entry.
+    """
+    full: dict[bytes, BundleEntry] = {}
+    encoded: list[tuple[bytes, bytes]] = []
+    for key in sorted(entries):
+        entry = entries[key]
+        if entry.slices:
+            full[key] = entry
+        else:
+            encoded.append((key, encode_entry(entry)))
+    return full, encoded
+
+
+def merge_split(parts: Sequence[SplitEntries], num_shards: int, *, where: str = "") -> bytes:
+    """The index :func:`encode_index` writes for :func:`merge_entries` of the same files,
+    from their :func:`split_for_merge` forms (byte for byte the same)."""
+    merged = _Slices(where)
+    for records, _ in parts:
+        for key in sorted(records):
+            merged.add(key, records[key])
+    full = merged.entries()
+    items = [(key, encode_entry(entry)) for key, entry in full.items()]
+    for _, encoded in parts:
+        items.extend(encoded)
+    items.sort(key=lambda item: item[0])
+    for (key, _), (following, _) in zip(items, items[1:], strict=False):
+        if key == following:
+            raise AlreadyExistsError(
+                "duplicate tensor key while merging bundles", path=where, key=key
+            )
+    header = BundleHeader(num_shards=num_shards)
+    return encode_table([(b"", encode_header(header)), *items])

@@ -4,6 +4,7 @@ from .device import DeviceSpec
 from .geometry import (
     block_device,
     device_box,
+    local_offsets,
     overlapping_blocks,
     shard_coordinates,
     slice_spec,
@@ -28,6 +29,7 @@ __all__ = [
     "block_device",
     "create_mesh",
     "device_box",
+    "local_offsets",
     "overlapping_blocks",
     "shard_coordinates",
     "slice_spec",

@@ -16,11 +16,14 @@ answer a question about one of them (rule M-GE-2).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 
+from ..errors import InvalidArgumentError
 from ..format.slices import format_shape_and_slice
 from .layout import MATCH, UNSHARDED, Layout
+from .mesh import Mesh
 
 __all__ = [
     "shard_coordinates",
@@ -29,6 +32,7 @@ __all__ = [
     "slice_spec",
     "block_device",
     "overlapping_blocks",
+    "local_offsets",
 ]
 
 Box = tuple[tuple[int, int], ...]
@@ -107,3 +111,24 @@ def slice_spec(layout: Layout, global_shape: Sequence[int], device: int) -> str:
         for spec, extent in zip(layout.sharding_specs, box, strict=True)
     )
     return format_shape_and_slice(shape, extents)
+
+
+@functools.lru_cache(maxsize=64)
+def local_offsets(mesh: Mesh) -> tuple[int, ...]:
+    """The mesh offsets of this client's devices, in the order of ``local_device_ids``.
+
+    An offset is a device's position in the mesh's row-major order: a local
+    device id minus the mesh's smallest id, as TensorFlow's
+    ``local_device_locations`` computes it. A single-client mesh has them all.
+    """
+    ids = mesh.local_device_ids()
+    if not ids:
+        return ()
+    first = mesh.min_global_device_id()
+    offsets = tuple(i - first for i in ids)
+    for offset in offsets:
+        if not 0 <= offset < mesh.size:
+            raise InvalidArgumentError(
+                f"local device id {offset + first} is outside the mesh {mesh.to_string()}"
+            )
+    return offsets

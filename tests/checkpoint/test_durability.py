@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dtckpt
-import dtckpt.checkpoint.checkpoint as checkpoint_module
+import dtckpt.checkpoint.collective_save as save_module
 import dtckpt.checkpoint.state as state_module
 from dtckpt.checkpoint.state import (
     CheckpointState,
@@ -161,9 +161,9 @@ def test_manager_save_order(tmp_path: pathlib.Path, trace: list[tuple[str, str]]
     manager.save()
     kinds = [(kind, name.split(".tempstate")[0].split(".tmp")[0]) for kind, name in trace]
     assert kinds == [
-        ("fsync", "ckpt-2" + DATA),
+        ("fsync", "ckpt-2" + DATA),  # each file is durable before its rename; the data
+        ("renamed", "ckpt-2" + DATA),  # files are in place before the index is written
         ("fsync", "ckpt-2.index"),
-        ("renamed", "ckpt-2" + DATA),
         ("renamed", "ckpt-2.index"),
         ("fsync", "run"),  # the bundle is durable ...
         ("fsync", "checkpoint"),
@@ -182,7 +182,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
 ) -> None:
     seen: list[tuple[str, bool]] = []
     clean, write_state = (
-        checkpoint_module.clean_if_changed,
+        save_module.clean_if_changed,
         state_module.write_checkpoint_state,
     )
 
@@ -194,7 +194,7 @@ def test_lock_held_from_cleaning_to_state_file_but_not_in_callbacks(
         seen.append(("state", flock_is_free(save_dir)))
         return write_state(save_dir, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module, "clean_if_changed", watched_clean)
+    monkeypatch.setattr(save_module, "clean_if_changed", watched_clean)
     monkeypatch.setattr(state_module, "write_checkpoint_state", watched_state)
     options = dtckpt.CheckpointOptions(
         experimental_write_callbacks=[
@@ -477,13 +477,14 @@ def _dtensor_checkpoint() -> dtckpt.Checkpoint:
     return dtensor.DTensorCheckpoint(mesh, model=model)
 
 
-def test_a_sharded_save_never_deletes_a_users_directory(tmp_path: pathlib.Path) -> None:
+def test_a_sharded_save_never_touches_a_users_directory(tmp_path: pathlib.Path) -> None:
+    # Rule S-TP-4: no save makes P_temp/ any more; a directory of that name is not ours.
     mine = tmp_path / "ckpt-1_temp"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
     (mine / "part-00000-of-00001.index").write_text("named like a part file")
-    with pytest.raises(dtckpt.errors.AlreadyExistsError, match="move it away"):
-        _dtensor_checkpoint().save(str(tmp_path / "ckpt"))
+    path = _dtensor_checkpoint().save(str(tmp_path / "ckpt"))
+    assert dtckpt.load_checkpoint(path).get_tensor("model/w/.ATTRIBUTES/VARIABLE_VALUE").sum() == 12
     assert sorted(os.listdir(mine)) == ["part-00000-of-00001.index", "thesis.tex"]
 
 
@@ -494,13 +495,12 @@ def test_a_sharded_save_never_follows_a_linked_temp_directory(tmp_path: pathlib.
     (target / "part-00000-of-00001.index").write_text("keep")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "ckpt-1_temp").symlink_to(target, target_is_directory=True)
-    with pytest.raises(dtckpt.errors.AlreadyExistsError):
-        _dtensor_checkpoint().save(str(tmp_path / "run" / "ckpt"))
+    _dtensor_checkpoint().save(str(tmp_path / "run" / "ckpt"))
     assert sorted(os.listdir(target)) == [SHARDED_TEMP_MARKER, "part-00000-of-00001.index"]
     assert (tmp_path / "run" / "ckpt-1_temp").is_symlink()
 
 
-def test_a_sharded_save_removes_its_own_directory_and_leftovers(tmp_path: pathlib.Path) -> None:
+def test_a_sharded_save_removes_an_older_versions_leftovers(tmp_path: pathlib.Path) -> None:
     leftover = tmp_path / "ckpt-1_temp"
     leftover.mkdir()
     (leftover / SHARDED_TEMP_MARKER).write_text("")
