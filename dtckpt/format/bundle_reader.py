@@ -26,6 +26,7 @@ from __future__ import annotations
 import mmap as mmap_module
 import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +52,7 @@ from .streams import LOCAL_FILES, BundleSource, ShardFile
 from .strings import decode_string_tensor
 from .tiling import tiling_problem
 
-__all__ = ["BundleReader", "MAX_RANK"]
+__all__ = ["BundleReader", "ByteRange", "MAX_RANK"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
 _INT64_MAX = (1 << 63) - 1
 #: Data files of the same prefix named in the message about a missing one, at most.
@@ -63,6 +64,16 @@ def _show(key: bytes) -> str:
         return key.decode("utf-8")
     except UnicodeDecodeError:
         return key.decode("latin-1")
+
+
+class ByteRange(NamedTuple):
+    """Bytes a read takes from a data file: ``[offset, offset + length)`` of shard
+    ``shard_id``, belonging to the entry ``key`` (rule F-RD-8)."""
+
+    shard_id: int
+    offset: int
+    length: int
+    key: bytes
 
 
 class BundleReader:
@@ -390,6 +401,43 @@ class BundleReader:
             out = _byteswapped(out, row)
         return out
 
+    def read_ranges(
+        self, key: str | bytes, tensor_slice: TensorSlice | None = None
+    ) -> list[ByteRange]:
+        """The byte ranges ``read(key)`` (or ``read_slice(key, tensor_slice)``) reads, found
+        from the index alone: the plan those reads then carry out (rule F-RD-8)."""
+        kb = key_bytes(key)
+        entry = self.entry(kb)
+        if tensor_slice is None:
+            if not entry.slices:
+                return [ByteRange(entry.shard_id, entry.offset, entry.size, kb)]
+            tensor_slice = full_slice(len(entry.shape))
+        row = info(entry.dtype)
+        box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
+        stored = self._stored_boxes(kb, entry)
+        exact = stored.exact(box)
+        if exact is not None:
+            stored_entry, stored_key = exact[1]
+            return [ByteRange(stored_entry.shard_id, stored_entry.offset, stored_entry.size,
+                              stored_key)]  # fmt: skip
+        ranges = []
+        for stored_box, (stored_entry, stored_key), overlap in stored.overlapping(box):
+            rows = _partial_rows(stored_box, overlap, row)
+            if rows is None:
+                ranges.append(
+                    ByteRange(
+                        stored_entry.shard_id, stored_entry.offset, stored_entry.size, stored_key
+                    )  # fmt: skip
+                )
+            else:
+                start, length = rows
+                ranges.append(
+                    ByteRange(
+                        stored_entry.shard_id, stored_entry.offset + start, length, stored_key
+                    )  # fmt: skip
+                )
+        return ranges
+
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
     ) -> SliceIndex[tuple[BundleEntry, bytes]]:
@@ -455,7 +503,8 @@ class BundleReader:
             out[dst_index] = values[src_index]
             return
         itemsize = row.itemsize
-        if extent[:1] == stored_shape[:1]:
+        rows = _partial_rows(stored_box, overlap, row)
+        if rows is None:
             # Every row of the stored slice is needed, so every byte of it is
             # read anyway: read it whole and verify its checksum.
             if extent == stored_shape and _is_contiguous_box(out.shape, dst_origin, extent):
@@ -470,9 +519,9 @@ class BundleReader:
             # Only the rows (along dim 0) that overlap are read; no checksum,
             # since the entry's CRC covers bytes we deliberately skip (rule F-RD-6).
             shard = self._check_span(key, entry)
-            row_bytes = itemsize * int(np.prod(stored_shape[1:], dtype=np.int64))
-            src_bytes = np.empty(extent[0] * row_bytes, dtype=np.uint8)
-            shard.read_into(src_bytes, entry.offset + rel[0] * row_bytes)
+            start, length = rows
+            src_bytes = np.empty(length, dtype=np.uint8)
+            shard.read_into(src_bytes, entry.offset + start)
             src_shape = (extent[0],) + stored_shape[1:]
             src_origin = (0,) + rel[1:]
         kernels.sized(src_bytes.size).copy_box(
@@ -484,6 +533,20 @@ class BundleReader:
             _bytes_origin(dst_origin, itemsize),
             _bytes_shape(extent, itemsize),
         )
+
+
+def _partial_rows(
+    stored_box: tuple[tuple[int, int], ...], overlap: tuple[tuple[int, int], ...], row: DTypeInfo
+) -> tuple[int, int] | None:
+    """``(start, length)`` in bytes, from the entry's start, of the rows (along dimension 0)
+    of a stored slice that a read of ``overlap`` needs; ``None`` when it reads the entry whole
+    (every row is needed, or strings, whose elements have no fixed place)."""
+    if row.is_string or overlap[:1] == stored_box[:1]:
+        return None
+    row_bytes = row.itemsize
+    for _, n in stored_box[1:]:
+        row_bytes *= n
+    return (overlap[0][0] - stored_box[0][0]) * row_bytes, overlap[0][1] * row_bytes
 
 
 def _bytes_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
