@@ -216,9 +216,13 @@ class Checkpoint(AutoTrackable):
         callbacks = list(options.experimental_write_callbacks)
         comm = world()
         if options.enable_async:
-            # The values are copied now; the files are written in the background, whose
-            # collectives travel on a communicator of their own (rule P-AS-1).
-            tensors = [(key, _snapshot(value)) for key, value in tensors]
+            # The files are written in the background, whose collectives travel on a
+            # communicator of their own (rule P-AS-1). Values that can still change are
+            # copied now; a variable's array is kept as it is (rule O-CK-10).
+            tensors = [
+                (key, _snapshot(value, stable))
+                for (key, value), stable in zip(tensors, snapshot.stable, strict=True)
+            ]
             comm = comm.background(timeout=options.experimental_collective_timeout)
         job = _WriteJob(
             path,
@@ -448,9 +452,14 @@ def _assert_trackable(obj: Any, name: str) -> None:
         )
 
 
-def _snapshot(value: Any) -> Any:
+def _snapshot(value: Any, stable: bool) -> Any:
+    """What a background save keeps of ``value``: the value itself (in new containers, so
+    that a restore sees it referenced and does not read into it) when its object never
+    writes into it, else a copy (rule O-CK-10)."""
     if is_sharded(value):
-        return value.copied()
+        return value.shallow() if stable else value.copied()
+    if stable and isinstance(value, np.ndarray):
+        return value
     return np.array(value, copy=True)
 
 
@@ -476,9 +485,10 @@ class _WriteJob:
     def run(self) -> None:
         # Rule O-GR-5: the object graph last. DTensors: one data file per device
         # holding blocks, every client writing its own (rules D-CK-1, P-SV-2).
+        tensors, self.tensors = self.tensors, []  # kept no longer than the write (O-CK-10)
         result = save_collectively(
             self.path,
-            [*self.tensors, (OBJECT_GRAPH_PROTO_KEY, graph_tensor(self.graph_bytes))],
+            [*tensors, (OBJECT_GRAPH_PROTO_KEY, graph_tensor(self.graph_bytes))],
             comm=self.comm,
             timeout=self.options.experimental_collective_timeout,
             regular_on_device_zero=self.regular_on_device_zero,
@@ -486,6 +496,7 @@ class _WriteJob:
             fsync=self.options.experimental_fsync,
             after=self.after,  # the state file, manager deletions: root only, still locked
         )
+        del tensors
         if self.comm.rank != 0 and self.adopt is not None:
             self.adopt(result)
         self._run_callbacks()

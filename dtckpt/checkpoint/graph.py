@@ -19,7 +19,7 @@ import os
 import sys
 import warnings
 from collections.abc import Container, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -156,6 +156,9 @@ class GraphSnapshot:
 
     graph: TrackableObjectGraph
     tensors: list[tuple[str, np.ndarray]]
+    #: Per tensor: its object never writes into it afterwards, so a background save may
+    #: keep it instead of copying it (rule O-CK-10).
+    stable: list[bool] = field(default_factory=list)
 
 
 def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -> GraphSnapshot:
@@ -165,6 +168,7 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
     _warn_untracked(walk, ids)
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []
+    stable: list[bool] = []
     for node_id, obj in enumerate(walk.objects):
         children = tuple(
             ObjectReference(ids[id(child)], name) for name, child in walk.children[node_id].items()
@@ -179,8 +183,9 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
                 key = attribute_key(prefix, escaped)  # escaped twice, as TF does
                 attributes.append(SerializedTensor(escaped, full_name, key))
                 tensors.append((key, value))
+                stable.append(obj._values_stay_unchanged)
         nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))
-    return GraphSnapshot(_with_value_flags(nodes), tensors)
+    return GraphSnapshot(_with_value_flags(nodes), tensors, stable)
 
 
 def _warn_untracked(walk: Walk, saved: Container[int]) -> None:

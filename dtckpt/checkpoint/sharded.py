@@ -110,6 +110,10 @@ class ShardedValue(Protocol):
     def copied(self) -> ShardedValue:
         """A copy of the local blocks, for a save that writes later."""
 
+    def shallow(self) -> ShardedValue:
+        """The same local block arrays in new containers, for a save that writes later
+        from blocks that are never written into (rule O-CK-10)."""
+
 
 def is_sharded(value: Any) -> bool:
     """Whether ``value`` is a :class:`ShardedValue`."""

@@ -211,6 +211,11 @@ class Trackable:
         object.__setattr__(self, "_self_setattr_tracking", bool(value))
 
     # -- checkpointed values -------------------------------------------------
+    #: Whether the values :meth:`_serialize_to_tensors` returns are never written into
+    #: afterwards (a new value replaces them), so that a background save may keep them
+    #: instead of copying them (rule O-CK-10). Off unless a subclass promises it.
+    _values_stay_unchanged = False
+
     def _serialize_to_tensors(self) -> dict[str, Any]:
         """Attribute name -> value to save. Plain trackables save nothing."""
         return {}

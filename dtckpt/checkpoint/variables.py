@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import info, type_string
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..format.bundle_writer import as_tensor
+from .ownership import attribute_unshared, writable_in_place
 from .trackable import Trackable
 
 __all__ = ["Variable", "VariableRef", "VARIABLE_VALUE_KEY"]
@@ -234,6 +235,10 @@ class Variable(Trackable):
         """The name recorded in the object graph (``SerializedTensor.full_name``)."""
         return self._shared_name
 
+    # A variable's array is replaced, never written into, except by a restore that first
+    # makes sure nothing else refers to it (rules O-CK-10, O-RS-15).
+    _values_stay_unchanged = True
+
     def _serialize_to_tensors(self) -> dict[str, np.ndarray]:
         return {VARIABLE_VALUE_KEY: self._value}
 
@@ -259,9 +264,29 @@ class Variable(Trackable):
             )
         return None
 
+    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
+        """Read straight into the variable's array when nothing else refers to it (rule
+        O-RS-15): a restore then needs no second copy of the value."""
+        if (
+            name == VARIABLE_VALUE_KEY
+            and writable_in_place(self._value)
+            and attribute_unshared(self, "_value")
+        ):
+            try:
+                return reader.read(key, out=self._value)
+            except CheckpointError as exc:
+                raise type(exc)(
+                    f"{exc.message} (read in place: {self.name} now holds the bytes read)",
+                    path=exc.path,
+                    key=exc.key,
+                    offset=exc.offset,
+                    client=exc.client,
+                ) from None
+        return reader.read(key)
+
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
-        if value is not None:
+        if value is not None and value is not self._value:
             # The reader hands over a new array, and a variable never changes its
             # array in place (assign replaces it): adopt it rather than copy it.
             self._value = np.asarray(value, dtype=self._value.dtype)

@@ -267,6 +267,9 @@ class DTensor:
             [np.array(c, copy=True) for c in self._components], self._layout, self._shape
         )
 
+    def shallow(self) -> DTensor:
+        return DTensor(list(self._components), self._layout, self._shape)
+
     def _index_of(self) -> dict[int, int]:
         index: dict[int, int] | None = getattr(self, "_index", None)
         if index is None:

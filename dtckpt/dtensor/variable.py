@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint.ownership import attribute_unshared, item_unshared, writable_in_place
 from ..checkpoint.variables import VARIABLE_VALUE_KEY, Variable
 from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
@@ -226,8 +227,10 @@ class DVariable(Variable):
 
     def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
         """Read only the blocks this client's devices need under this variable's layout
-        (rules D-VA-1, P-RS-1)."""
-        return read_dtensor(reader, key, self.layout, self.shape)
+        (rules D-VA-1, P-RS-1), into the variable's own arrays where nothing else refers
+        to them (rule O-RS-15)."""
+        into = self._dvalue if attribute_unshared(self, "_dvalue") else None
+        return read_dtensor(reader, key, self.layout, self.shape, into=into)
 
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
@@ -238,22 +241,58 @@ class DVariable(Variable):
         self._dvalue = value
 
 
-def read_dtensor(reader: BundleReader, key: str, layout: Layout, shape: tuple[int, ...]) -> DTensor:
+def read_dtensor(
+    reader: BundleReader,
+    key: str,
+    layout: Layout,
+    shape: tuple[int, ...],
+    into: DTensor | None = None,
+) -> DTensor:
     """Tensor ``key`` of a checkpoint as a DTensor with ``layout``: each distinct block of
-    this client's devices read once, whatever layout or mesh wrote it (rule D-VA-1)."""
+    this client's devices read once, whatever layout or mesh wrote it (rule D-VA-1).
+
+    With ``into`` (a DTensor of the same layout, held by nothing else), a component that
+    nothing else refers to is read into in place (rule O-RS-15); ``into`` itself is
+    returned when every one was.
+    """
     devices = local_offsets(layout.mesh)
     wanted = [device_box(layout, shape, device) for device in devices]
-    boxes = list(dict.fromkeys(wanted))
+    reusable = _reusable_components(into, layout, len(wanted))
+    first: dict[Box, int] = {}
+    for index, box in enumerate(wanted):
+        first.setdefault(box, index)
+    jobs = [(box, reusable[index]) for box, index in first.items()]
     # Blocks are read on several threads: file reads and checksums release the
     # GIL, so the devices' reads overlap as they would on real hardware.
-    read = pool("io").map(lambda box: reader.read_slice(key, box), boxes)
-    blocks = dict(zip(boxes, read, strict=True))
-    components, handed_out = [], set()
-    for box in wanted:
-        # Replicas get their own copies: writing into one never changes another.
-        components.append(blocks[box].copy() if box in handed_out else blocks[box])
-        handed_out.add(box)
+    read = pool("io").map(lambda job: reader.read_slice(key, job[0], out=job[1]), jobs)
+    blocks = dict(zip(first, read, strict=True))
+    components = []
+    for index, box in enumerate(wanted):
+        block, own = blocks[box], reusable[index]
+        if first[box] == index:
+            components.append(block)
+        elif own is not None:
+            # Replicas keep arrays of their own: writing into one never changes another.
+            np.copyto(own, block)
+            components.append(own)
+        else:
+            components.append(block.copy())
+    if into is not None and all(a is b for a, b in zip(components, into.components, strict=True)):
+        return into
     return DTensor(components, layout, shape)
+
+
+def _reusable_components(
+    into: DTensor | None, layout: Layout, count: int
+) -> list[np.ndarray | None]:
+    """For each local device, its current array if a read may go straight into it."""
+    if into is None or into.layout != layout or len(into.components) != count:
+        return [None] * count
+    parts = into.components
+    return [
+        parts[i] if writable_in_place(parts[i]) and item_unshared(parts, i) else None
+        for i in range(count)
+    ]
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -285,13 +285,25 @@ class BundleReader:
         return mapped
 
     # -- reading -------------------------------------------------------------
-    def read(self, key: str | bytes) -> np.ndarray:
-        """The whole tensor stored under ``key`` (assembled from slices if needed)."""
+    def read(self, key: str | bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """The whole tensor stored under ``key`` (assembled from slices if needed).
+
+        With ``out`` (a writeable, C-contiguous array of the tensor's shape and dtype) the
+        tensor is read straight into it and ``out`` is returned: no other array is made.
+        A checksum that fails leaves ``out`` holding what was read.
+        """
         kb = key_bytes(key)
         entry = self.entry(kb)
         if entry.slices:
-            return self.read_slice(kb, full_slice(len(entry.shape)))
-        return self._read_entry(kb, entry)
+            return self.read_slice(kb, full_slice(len(entry.shape)), out=out)
+        if out is None:
+            return self._read_entry(kb, entry)
+        row = info(entry.dtype)
+        _check_out(out, tuple(entry.shape), row, kb)
+        self._read_entry(kb, entry, out=out)
+        if self.header.endianness != _HOST_ORDER and row.swap_width:
+            _byteswap_in_place(out, row)
+        return out
 
     def _check_readable(self, key: bytes, entry: BundleEntry, row: DTypeInfo) -> None:
         """What no read can return, refused before any data is read (rules H-BD-7, H-BD-8)."""
@@ -368,21 +380,30 @@ class BundleReader:
             array.flags.writeable = False  # the mmap contract, for a source that cannot map
         return array
 
-    def read_slice(self, key: str | bytes, tensor_slice: TensorSlice) -> np.ndarray:
-        """The box ``tensor_slice`` of tensor ``key``, reading only what overlaps it."""
+    def read_slice(
+        self, key: str | bytes, tensor_slice: TensorSlice, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The box ``tensor_slice`` of tensor ``key``, reading only what overlaps it;
+        ``out`` as for :meth:`read`."""
         kb = key_bytes(key)
         entry = self.entry(kb)
         row = info(entry.dtype)
         self._check_readable(kb, entry, row)
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
+        shape = tuple(length for _, length in box)
+        if out is not None:
+            _check_out(out, shape, row, kb)
         stored = self._stored_boxes(kb, entry)
         exact = stored.exact(box)
         if exact is not None:  # rule F-RD-5: exact match, read directly
             stored_entry, stored_key = exact[1]
-            if stored_entry is entry:
-                return self._read_entry(kb, entry)
-            return self._read_entry(stored_key, stored_entry)
-        shape = tuple(length for _, length in box)
+            exact_key = kb if stored_entry is entry else stored_key
+            if out is None:
+                return self._read_entry(exact_key, stored_entry)
+            self._read_entry(exact_key, stored_entry, out=out)
+            if self.header.endianness != _HOST_ORDER and row.swap_width:
+                _byteswap_in_place(out, row)
+            return out
         pieces = [
             (stored_box, stored_entry, stored_key, overlap)
             for stored_box, (stored_entry, stored_key), overlap in stored.overlapping(box)
@@ -393,12 +414,17 @@ class BundleReader:
         for _, stored_entry, stored_key, _ in pieces:
             self._check_span(stored_key, stored_entry)
         _check_tiling(kb, box, [p[3] for p in pieces], self.index_path)
-        out = np.empty(shape, dtype=row.numpy)
+        given = out is not None
+        if out is None:
+            out = np.empty(shape, dtype=row.numpy)
         for stored_box, stored_entry, stored_key, overlap in pieces:
             self._paste(out, box, stored_box, stored_entry, stored_key, overlap, row)
         big = self.header.endianness != _HOST_ORDER
         if big and row.swap_width:
-            out = _byteswapped(out, row)
+            if given:
+                _byteswap_in_place(out, row)
+            else:
+                out = _byteswapped(out, row)
         return out
 
     def read_ranges(
@@ -606,6 +632,26 @@ def _check_tiling(
         )
     if tiling_problem(box, overlaps) is not None:
         raise DataLossError("stored slices overlap", path=path, key=key)
+
+
+def _check_out(out: np.ndarray, shape: tuple[int, ...], row: DTypeInfo, key: bytes) -> None:
+    if (
+        row.is_variable_width
+        or out.dtype != row.numpy
+        or tuple(out.shape) != shape
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        raise InvalidArgumentError(
+            f"cannot read into a {out.dtype} {list(out.shape)} array: the value is "
+            f"{row.name} {list(shape)} (a writeable C-contiguous array of it is needed)",
+            key=key,
+        )
+
+
+def _byteswap_in_place(array: np.ndarray, row: DTypeInfo) -> None:
+    """Rule F-RD-4 on an array the caller owns."""
+    array.reshape(-1).view(np.dtype(f"u{row.swap_width}")).byteswap(inplace=True)
 
 
 def _byteswapped(array: np.ndarray, row: DTypeInfo) -> np.ndarray:

@@ -54,11 +54,18 @@ def test_damage_found_while_reading_raises(tmp_path: pathlib.Path) -> None:
     path = _write(tmp_path)
     _damage_value(path, "m/b/.ATTRIBUTES/VARIABLE_VALUE")
     target = _model(0.0, 0.0)
-    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum"):
+    # Read in place (rule O-RS-15): the error says the variable holds what was read.
+    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum.*now holds the bytes read"):
         dtckpt.Checkpoint(m=target).read(path)
     # Values are assigned one object at a time: the one read before the damage is in.
     assert np.array_equal(target.a.numpy(), np.ones(3, np.float32))
-    assert not target.b.numpy().any()
+    # A variable whose array is shared is read into a new array: a failure leaves it as it was.
+    target = _model(0.0, 0.0)
+    view = target.b._value[:]  # another reference to b's array
+    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum") as info:
+        dtckpt.Checkpoint(m=target).read(path)
+    assert "read in place" not in str(info.value)
+    assert not target.b.numpy().any() and not view.any()
 
 
 def test_missing_key_found_before_reading(tmp_path: pathlib.Path) -> None:
