@@ -417,6 +417,9 @@ class _Step:
                     f"cannot restore {self.coordinator.where(node_id)}: {problem}",
                     key=attribute.checkpoint_key,
                 )
+            # Its data files opened and its bytes found inside them (rule F-RD-9): held
+            # open until the step ends, so that a checkpoint pruned meanwhile still reads.
+            reader.check_stored(key)
 
     def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:
         """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
