@@ -473,7 +473,12 @@ class BundleReader:
         unlinked afterwards (an old checkpoint pruned by another writer) stays readable
         through the descriptor held until :meth:`close_files`.
         """
-        for piece in self.read_ranges(key):
+        kb = key_bytes(key)
+        entry = self.entry(kb)
+        if not entry.slices:
+            self._check_span(kb, entry)
+            return
+        for piece in self.read_ranges(kb):
             shard = self._shard(piece.shard_id, piece.key)
             if piece.offset + piece.length > shard.size:
                 raise OutOfRangeError(
