@@ -116,7 +116,14 @@ class ShardedValue(Protocol):
 
 
 def is_sharded(value: Any) -> bool:
-    """Whether ``value`` is a :class:`ShardedValue`."""
+    """Whether ``value`` is a :class:`ShardedValue`.
+
+    Arrays, the common case, are answered at once: a structural ``isinstance``
+    against the protocol looks up each of its members, which a save of many
+    variables would pay once per value.
+    """
+    if isinstance(value, (np.ndarray, np.generic)):
+        return False
     return isinstance(value, ShardedValue)
 
 

@@ -33,16 +33,26 @@ _U64 = (1 << 64) - 1
 
 def encode_varint(value: int) -> bytes:
     """Encode a non-negative integer < 2**64 (callers map negatives to uint64 first)."""
+    if 0 <= value < _TABLE_SIZE:
+        return _TABLE[value]
     if value < 0 or value > _U64:
         raise ValueError(f"varint value out of range: {value}")
-    if value < 0x80:
-        return bytes((value,))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def _encode_small(value: int) -> bytes:
+    return bytes((value,)) if value < 0x80 else bytes(((value & 0x7F) | 0x80, value >> 7))
+
+
+#: Every one- and two-byte varint, made once: tags, lengths and sizes in the messages of
+#: a save are nearly all below 2**14, and each would otherwise build its bytes anew.
+_TABLE_SIZE = 1 << 14
+_TABLE = [_encode_small(v) for v in range(_TABLE_SIZE)]
 
 
 def varint_size(value: int) -> int:

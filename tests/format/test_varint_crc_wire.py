@@ -45,6 +45,20 @@ def test_varint_rejects_damage(raw: str) -> None:
     assert info.value.offset == 0
 
 
+def test_the_varint_table_is_the_encoding() -> None:
+    # Every value the precomputed table answers, and the first ones past it, against
+    # the 7-bits-a-byte rule spelled out.
+    def reference(value: int) -> bytes:
+        out = bytearray()
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        return bytes(out + bytes((value,)))
+
+    for value in range(2**14 + 300):
+        assert encode_varint(value) == reference(value)
+
+
 def test_varint_rejects_out_of_range_values() -> None:
     with pytest.raises(ValueError):
         encode_varint(-1)
