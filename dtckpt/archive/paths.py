@@ -10,7 +10,7 @@ import os
 import posixpath
 
 from ..errors import InvalidArgumentError, NotFoundError
-from ..format.inputs import open_input
+from ..storage.inputs import open_input
 from .layout import MAGIC
 
 __all__ = ["SEPARATOR", "is_archive", "split_archive_path", "member_path", "normalize_member"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import CheckpointError, DataLossError, NotFoundError, OutOfRangeError
 from ..format.crc import crc32c
-from ..format.inputs import open_input
+from ..storage.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from .frames import WORKERS, combine_crc, decode_frame

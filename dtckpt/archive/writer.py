@@ -26,8 +26,8 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..format.crc import crc32c
-from ..format.durable import output_file
-from ..format.inputs import file_kind, open_input
+from ..storage.durable import output_file
+from ..storage.inputs import file_kind, open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from .frames import WORKERS, combine_crc, encode_frame

@@ -39,8 +39,8 @@ from ..comm import Communicator
 from ..comm.agree import ErrorRecord, Reply, client_of, first_failure, record_of
 from ..errors import DeadlineExceededError
 from ..format.bundle_writer import DataFileWriter
-from ..format.dirlock import directory_lock
-from ..format.durable import (
+from ..storage.dirlock import directory_lock
+from ..storage.durable import (
     TemporaryFile,
     clean_if_changed,
     install,

@@ -50,7 +50,7 @@ import numpy as np
 
 from ..comm import world
 from ..comm.agree import run_on_root
-from ..format.dirlock import directory_lock
+from ..storage.dirlock import directory_lock
 from .checkpoint import Checkpoint
 from .options import COLLECTIVE_TIMEOUT, CheckpointOptions
 from .state import get_checkpoint_state, update_checkpoint_state

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from ..comm import world
 from ..comm.agree import run_on_root
 from ..errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
-from ..format.durable import TemporaryFile, install
-from ..format.inputs import read_input
+from ..storage.durable import TemporaryFile, install
+from ..storage.inputs import read_input
 from .options import COLLECTIVE_TIMEOUT
 
 __all__ = [

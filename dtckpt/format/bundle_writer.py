@@ -34,7 +34,7 @@ import numpy as np
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from .crc import crc32c, mask
-from .durable import TEMPSTATE, TemporaryFile, install
+from ..storage.durable import TEMPSTATE, TemporaryFile, install
 from .messages import (
     BIG,
     LITTLE,

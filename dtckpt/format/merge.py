@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from .bundle_reader import BundleReader
-from .durable import TemporaryFile, fsync_path, install, temporary_name
+from ..storage.durable import TemporaryFile, fsync_path, install, temporary_name
 from .messages import (
     LITTLE,
     BundleEntry,

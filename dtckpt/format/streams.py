@@ -26,7 +26,7 @@ from .. import kernels
 from ..errors import OutOfRangeError
 from ..pools import in_pool_thread, pool
 from .crc import crc32c
-from .inputs import open_input, read_input
+from ..storage.inputs import open_input, read_input
 
 __all__ = [
     "write_with_crc32c",
@@ -280,7 +280,7 @@ class LocalFile:
 class LocalFiles:
     """The file system as a :class:`BundleSource`.
 
-    Files are opened through :func:`~dtckpt.format.inputs.open_input`: a FIFO, device or
+    Files are opened through :func:`~dtckpt.storage.inputs.open_input`: a FIFO, device or
     directory under a bundle file's name is refused by its type, never read (rule H-SP-1).
     """
 

@@ -32,7 +32,7 @@ from ..errors import (
     UnimplementedError,
 )
 from ..format.index import MAX_RANK, element_count
-from ..format.inputs import open_input
+from ..storage.inputs import open_input
 from . import tensors as _tensors
 from .npy_codec import PREAMBLE_SIZE, NpyHeader, decode_npy_header, decode_npy_preamble
 from .npz_io import (

@@ -38,7 +38,7 @@ from ..errors import (
     UnimplementedError,
 )
 from ..format.index import MAX_RANK
-from ..format.inputs import open_input
+from ..storage.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
 from . import tensors as _tensors

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..dtypes import DTypeInfo
 from ..errors import CheckpointError
-from ..format.durable import output_file
+from ..storage.durable import output_file
 from ..progress import NULL_PROGRESS, Progress
 
 __all__ = [
