@@ -27,9 +27,9 @@ import numpy as np
 
 from ..errors import CheckpointError, DataLossError, NotFoundError, OutOfRangeError
 from ..format.crc import crc32c
-from ..storage.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.inputs import open_input
 from .frames import WORKERS, combine_crc, decode_frame
 from .layout import (
     FOOTER_SIZE,

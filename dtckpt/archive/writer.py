@@ -26,10 +26,10 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..format.crc import crc32c
-from ..storage.durable import output_file
-from ..storage.inputs import file_kind, open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.durable import output_file
+from ..storage.inputs import file_kind, open_input
 from .frames import WORKERS, combine_crc, encode_frame
 from .layout import FRAME_DTYPE, FileRecord, Footer, encode_footer, encode_header, encode_toc
 from .members import Member, PlannedFrame, collect_members, plan_member_frames

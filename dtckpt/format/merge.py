@@ -26,8 +26,8 @@ import os
 from collections.abc import Mapping, Sequence
 
 from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
-from .bundle_reader import BundleReader
 from ..storage.durable import TemporaryFile, fsync_path, install, temporary_name
+from .bundle_reader import BundleReader
 from .messages import (
     LITTLE,
     BundleEntry,

@@ -25,12 +25,12 @@ from ..dtypes import DataType, DTypeInfo, info
 from ..errors import InvalidArgumentError, UnimplementedError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
-from ..storage.dirlock import directory_lock
-from ..storage.durable import remove_stale_temporaries
 from ..format.messages import BundleEntry
 from ..format.naming import key_bytes, key_str
 from ..format.ordered_code import encode_tensor_name_slice
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.dirlock import directory_lock
+from ..storage.durable import remove_stale_temporaries
 from .bundle_chunks import entry_chunks, partitioned_chunks
 from .tensors import (
     ConvertReport,

@@ -38,9 +38,9 @@ from ..errors import (
     UnimplementedError,
 )
 from ..format.index import MAX_RANK
-from ..storage.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.inputs import open_input
 from . import tensors as _tensors
 from .safetensors_codec import (
     DTYPE_SIZES,

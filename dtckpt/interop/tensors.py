@@ -28,8 +28,8 @@ import numpy as np
 
 from ..dtypes import DTypeInfo
 from ..errors import CheckpointError
-from ..storage.durable import output_file
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.durable import output_file
 
 __all__ = [
     "CHUNK_BYTES",
