@@ -83,6 +83,8 @@ def _translated(url: str, *, conditional: bool = False) -> Iterator[None]:
     except PermissionError as exc:
         raise PermissionDeniedError(f"access refused: {exc}", path=url) from exc
     except Exception as exc:
+        if not _from_the_store(exc):
+            raise  # a bug, not a failure of the store: never disguised as one
         if conditional and _is_precondition_failure(exc):
             raise ConditionalWriteConflict(
                 "the conditional write lost: another writer changed this object first", path=url
@@ -92,6 +94,16 @@ def _translated(url: str, *, conditional: bool = False) -> Iterator[None]:
         raise UnavailableError(
             f"the object store failed ({type(exc).__name__}: {exc})", path=url
         ) from exc
+
+
+#: Libraries whose exceptions are failures of the store (the network, the server).
+_STORE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec", "gcsfs", "adlfs")
+
+
+def _from_the_store(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+        return True
+    return type(exc).__module__.split(".")[0] in _STORE_LIBRARIES
 
 
 def _names_credentials(exc: BaseException) -> bool:
