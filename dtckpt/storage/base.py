@@ -148,6 +148,9 @@ class Store(Protocol):
         """Write ``data`` under ``key`` only if its version is still ``token`` (``None``:
         only if it is still absent); the new version's token. Rule S-SI-4."""
 
+    def list_directories(self, directory: str) -> list[str]:
+        """The names of the directories (key prefixes) directly in ``directory``."""
+
     def list(self, directory: str) -> list[str]:
         """The names (no directory part) of the objects directly in ``directory``; empty
         when there is none."""

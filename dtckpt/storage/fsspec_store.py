@@ -458,6 +458,19 @@ class FsspecStore:
         return hashlib.sha256(data).hexdigest()
 
     # -- listing and removing -----------------------------------------------------------
+    def list_directories(self, directory: str) -> list[str]:
+        self.fs.invalidate_cache(directory)
+        try:
+            with _translated(self.url(directory)):
+                entries = self.fs.ls(directory, detail=True)
+        except NotFoundError:
+            return []
+        return [
+            str(e["name"]).rstrip("/").rpartition("/")[2]
+            for e in entries
+            if e.get("type") == "directory"
+        ]
+
     def list(self, directory: str) -> list[str]:
         self.fs.invalidate_cache(directory)
         try:

@@ -211,6 +211,13 @@ class LocalStore:
             writer.commit()
         return _token(data)
 
+    def list_directories(self, directory: str) -> list[str]:
+        try:
+            with os.scandir(directory or os.curdir) as entries:
+                return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
     def list(self, directory: str) -> list[str]:
         try:
             with os.scandir(directory or os.curdir) as entries:

@@ -196,6 +196,8 @@ class StoreTests:
             store.create_if_absent(store.join(root, name), name.encode())
         store.create_if_absent(store.join(store.join(root, "sub"), "x"), b"x")
         assert sorted(store.list(root)) == ["a", "b", "c.index"]
+        assert store.list_directories(root) == ["sub"]
+        assert store.list_directories(store.join(root, "sub")) == []
         store.delete(store.join(root, "b"))
         assert sorted(store.list(root)) == ["a", "c.index"]
         assert store.parent(store.join(root, "a")).rstrip("/") == root.rstrip("/")
