@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import wait
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,9 +57,11 @@ from ..storage.durable import (
     note_unchanged,
     temporary_name,
 )
-from ..storage.objects import PlacedObject, PrefixClaim, clean_stale_claims
 from ..storage.urls import is_url, resolve
 from .sharded import Item, Part, plan_parts
+
+if TYPE_CHECKING:
+    from ..storage.objects import PlacedObject, PrefixClaim
 
 __all__ = ["save_collectively"]
 
@@ -144,6 +146,8 @@ class _Save:
     # -- 1. start ------------------------------------------------------------------
     def start(self, held: ExitStack) -> None:
         if self.root and self.failure is None and self.store is not None:
+            from ..storage.objects import PrefixClaim, clean_stale_claims
+
             try:
                 clean_stale_claims(self.store, self.store.parent(self.key))  # rule S-OS-5
                 claim = PrefixClaim(self.store, self.key)

@@ -34,7 +34,6 @@ from ..comm.agree import run_on_root
 from ..errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from ..storage.durable import TemporaryFile, install
 from ..storage.inputs import read_input
-from ..storage.objects import replace_with_retry
 from ..storage.urls import is_url, resolve
 from .options import COLLECTIVE_TIMEOUT
 
@@ -296,6 +295,8 @@ def write_checkpoint_state(
     path = join_path(save_dir, latest_filename or STATE_FILENAME)
     if is_url(path):
         text = format_checkpoint_state(state).encode("utf-8", "surrogateescape")
+        from ..storage.objects import replace_with_retry
+
         store, key = resolve(path)
         replace_with_retry(store, key, lambda _: text)  # atomic; the last writer wins
         return path
@@ -457,6 +458,8 @@ def merge_into_state(
     file only if it did not change since it was read; otherwise all of it is done again.
     Returns the state written (absolute paths).
     """
+    from ..storage.objects import replace_with_retry
+
     store, key = resolve(join_path(save_dir, STATE_FILENAME))
     result: list[CheckpointState] = []
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 
@@ -35,7 +35,6 @@ from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
 from ..storage.base import ObjectWriter
 from ..storage.durable import TEMPSTATE, TemporaryFile, install
-from ..storage.objects import PlacedObject, PrefixClaim
 from ..storage.urls import is_url
 from ..storage.urls import resolve as resolve_url
 from .crc import crc32c, mask
@@ -54,6 +53,9 @@ from .slices import is_full, resolve
 from .streams import write_strided_with_crc32c, write_with_crc32c
 from .strings import encode_string_tensor
 from .table import encode_table
+
+if TYPE_CHECKING:
+    from ..storage.objects import PlacedObject, PrefixClaim
 
 __all__ = ["BundleWriter", "DataFileWriter", "as_tensor"]
 
@@ -135,6 +137,8 @@ class DataFileWriter:
         if is_url(self.path):
             # An object store: the data goes under its final name, invisible until it
             # is committed, and no index names it before then (rule S-OS-1).
+            from ..storage.objects import PlacedObject
+
             store, key = resolve_url(self.path)
             self._object = store.open_writer(key)
             self._placed = PlacedObject(store, key, self.path)
@@ -365,6 +369,8 @@ class BundleWriter(DataFileWriter):
         self.prefix = os.fspath(prefix)
         self._claim: PrefixClaim | None = None
         if is_url(self.prefix):  # rule S-OS-2: claim the prefix, then drop an old index
+            from ..storage.objects import PrefixClaim
+
             store, key = resolve_url(self.prefix)
             self._claim = PrefixClaim(store, key)
             self._claim.acquire()

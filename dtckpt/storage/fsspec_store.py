@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -191,7 +191,7 @@ class FsspecReader:
             if isinstance(data, BaseException):
                 with _translated(url):
                     raise data
-            self._store.bytes_read += len(data)
+            self._store.count(read=len(data))
             if len(data) != span.length:
                 raise OutOfRangeError(
                     f"asked for {span.length} bytes, the store returned {len(data)}",
@@ -225,7 +225,7 @@ class _FileWriter:
             with _translated(self._url), self._store.fs.open(self.key, "wb") as out:
                 while piece := self._spool.read(PART_SIZE):
                     out.write(piece)
-                    self._store.bytes_written += len(piece)
+                    self._store.count(written=len(piece))
             self._store._fresh(self.key)
         finally:
             self._spool.close()
@@ -291,14 +291,14 @@ class _MultipartWriter:
             )
         finally:
             self._store.part_slots.release()
-        self._store.bytes_written += len(body)
+        self._store.count(written=len(body))
         return {"PartNumber": number, "ETag": reply["ETag"]}
 
     def commit(self) -> None:
         try:
             if self._upload_id is None:
                 self._call("put_object", Body=bytes(self._buffer))
-                self._store.bytes_written += len(self._buffer)
+                self._store.count(written=len(self._buffer))
             else:
                 if self._buffer:
                     self._send(bytes(self._buffer))
@@ -349,8 +349,15 @@ class FsspecStore:
         self.atomic_conditions = self.is_s3
         self.bytes_read = 0
         self.bytes_written = 0
+        self._counting = threading.Lock()
         #: Parts of multipart uploads in requests at once, all writers of this store together.
         self.part_slots = threading.Semaphore(max(1, MAX_IN_FLIGHT // PART_SIZE))
+
+    def count(self, *, read: int = 0, written: int = 0) -> None:
+        """Add to :attr:`bytes_read` and :attr:`bytes_written` (reader threads share them)."""
+        with self._counting:
+            self.bytes_read += read
+            self.bytes_written += written
 
     # -- names ------------------------------------------------------------------------
     def url(self, key: str) -> str:
@@ -454,7 +461,7 @@ class FsspecStore:
                 data, etag = sync(self.fs.loop, get)
         except NotFoundError:
             return None, None
-        self.bytes_read += len(data)
+        self.count(read=len(data))
         return data, etag
 
     def replace_if_unchanged(self, key: str, data: bytes, token: str | None) -> str:
@@ -511,13 +518,3 @@ class FsspecStore:
         except NotFoundError:
             pass
         self._fresh(key)
-
-
-def retry(attempts: int, action: Callable[[], _T], *, on: type[BaseException]) -> _T:
-    """``action()``, tried at most ``attempts`` times while it raises ``on`` (rule S-OS-4)."""
-    for _ in range(attempts - 1):
-        try:
-            return action()
-        except on:
-            continue
-    return action()

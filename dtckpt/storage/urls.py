@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .base import Store
-from .local import LOCAL_STORE
+
+if TYPE_CHECKING:
+    from .base import Store
 
 __all__ = ["is_url", "resolve", "store_for"]
 
@@ -62,6 +63,8 @@ def _missing(protocol: str, package: str) -> MissingDependencyError:
 
 def resolve(path: str | os.PathLike[str]) -> tuple[Store, str]:
     """The store that holds ``path`` and the key of ``path`` inside it (rule S-SI-5)."""
+    from .local import LOCAL_STORE  # here: readers of local files never need it (cold start)
+
     if not isinstance(path, str):
         return LOCAL_STORE, os.fspath(path)
     found = _URL.match(path)

@@ -169,12 +169,19 @@ def test_the_index_is_created_only_if_absent(s3_bucket: str) -> None:
     assert store.read(key + ".index") == b"someone else's index"
 
 
-def test_dtensor_checkpoint_over_s3_reshards(s3_bucket: str) -> None:
+def test_dtensor_checkpoint_over_s3_reshards(s3_bucket: str, tmp_path: pathlib.Path) -> None:
     mesh = dd.create_mesh([("x", 2), ("y", 4)])
     value = np.arange(64 * 32, dtype=np.float32).reshape(64, 32)
     w = dd.DVariable(dd.copy_to_mesh(value, dd.Layout(["x", "y"], mesh)))
     path = dd.DTensorCheckpoint(mesh, w=w).save(f"{s3_bucket}/dt/ckpt")
     assert path == f"{s3_bucket}/dt/ckpt-1"
+    local = dd.DTensorCheckpoint(mesh, w=w).save(str(tmp_path / "ckpt"))
+    names = [n for n in _names(f"{s3_bucket}/dt") if n.startswith("ckpt-1.")]
+    assert len(names) == 9  # the index and 8 data objects, one per device
+    fs = s3_filesystem()
+    for name in names:  # byte for byte what a local save writes
+        local_file = tmp_path / name
+        assert fs.cat_file(f"{s3_bucket[5:]}/dt/{name}") == local_file.read_bytes(), name
     other = dd.create_mesh([("a", 4), ("b", 2)])
     fresh = dd.DVariable(dd.copy_to_mesh(np.zeros_like(value), dd.Layout(["b", "a"], other)))
     dd.DTensorCheckpoint(other, w=fresh).restore(path).assert_consumed()
