@@ -100,6 +100,7 @@ def save_collectively(
         save.fail(exc)
         parts = []
     with ExitStack() as held:
+        save.count = len(parts)  # the claim records it (rule S-OS-5)
         save.start(held)
         save.write([p for p in parts if p.client == comm.rank], len(parts))
         outcome = save.commit(parts, after)
@@ -127,6 +128,7 @@ class _Save:
         if is_url(path):
             self.store, self.key = resolve(path)
         self.claim: PrefixClaim | None = None
+        self.count = 0
 
     def fail(self, exc: Exception) -> None:
         if self.failure is None:
@@ -150,7 +152,7 @@ class _Save:
 
             try:
                 clean_stale_claims(self.store, self.store.parent(self.key))  # rule S-OS-5
-                claim = PrefixClaim(self.store, self.key)
+                claim = PrefixClaim(self.store, self.key, shards=self.count)
                 claim.acquire()  # rule S-OS-2: a second writer of the prefix stops here
                 self.claim = claim
                 self.store.delete(index_filename(self.key))  # rule S-AT-1, step 1

@@ -469,10 +469,15 @@ class FsspecStore:
         if self.is_s3:
             bucket, name = self.split(key)
             condition = {"IfNoneMatch": "*"} if token is None else {"IfMatch": token}
-            with _translated(url, conditional=True):
-                reply = self.fs.call_s3(
-                    "put_object", Bucket=bucket, Key=name, Body=data, **condition
-                )
+            try:
+                with _translated(url, conditional=True):
+                    reply = self.fs.call_s3(
+                        "put_object", Bucket=bucket, Key=name, Body=data, **condition
+                    )
+            except NotFoundError:  # If-Match on an object deleted since it was read
+                raise ConditionalWriteConflict(
+                    "not replaced: the object vanished since it was read", path=url
+                ) from None
             self._fresh(key)
             return str(reply["ETag"])
         with _EMULATION_LOCK:

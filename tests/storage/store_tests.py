@@ -160,6 +160,10 @@ class StoreTests:
             store.replace_if_unchanged(key, b"stale", read_token)
         assert store.read(key) == b"v2"
         assert store.read_versioned(key)[1] == token2
+        store.delete(key)
+        with pytest.raises(ConditionalWriteConflict):  # it vanished since it was read
+            store.replace_if_unchanged(key, b"v3", token2)
+        assert not store.exists(key)
 
     def test_no_update_is_lost(self, store_root: tuple[Store, str]) -> None:
         store, root = store_root

@@ -15,7 +15,7 @@ import pytest
 import dtckpt
 from dtckpt import dtensor as dd
 from dtckpt.errors import ConditionalWriteConflict, NotFoundError
-from dtckpt.storage.objects import CLAIM_SUFFIX, PrefixClaim
+from dtckpt.storage.objects import CLAIMS, PrefixClaim
 from dtckpt.storage.urls import resolve
 
 from ..conftest import assert_same_array, golden_names, load_golden
@@ -155,10 +155,12 @@ def test_a_second_writer_of_a_prefix_is_refused(s3_bucket: str) -> None:
     ckpt, _, _ = _model()
     with pytest.raises(ConditionalWriteConflict, match="another writer"):
         ckpt.write(f"{s3_bucket}/run/busy")
-    assert _names(f"{s3_bucket}/run") == [f"busy{CLAIM_SUFFIX}"]
+    assert _names(f"{s3_bucket}/run") == []
+    assert _names(f"{s3_bucket}/run/{CLAIMS}") == ["busy"]
     claim.release()
     ckpt.write(f"{s3_bucket}/run/busy")
     assert _names(f"{s3_bucket}/run") == ["busy.data-00000-of-00001", "busy.index"]
+    assert _names(f"{s3_bucket}/run/{CLAIMS}") == []
 
 
 def test_the_index_is_created_only_if_absent(s3_bucket: str) -> None:

@@ -19,7 +19,7 @@ import s3fs
 import dtckpt
 from dtckpt.errors import CheckpointError, UnavailableError
 from dtckpt.storage import fsspec_store
-from dtckpt.storage.objects import CLAIM_SUFFIX
+from dtckpt.storage.objects import CLAIMS
 from dtckpt.storage.urls import resolve
 
 from ..s3server import S3Server
@@ -72,6 +72,8 @@ def test_server_stopped_mid_upload(
     assert dtckpt.latest_checkpoint(directory) == first
     left = _names(directory)
     assert "ckpt-2.index" not in left
+    # The claim could not be deleted while the server was down: it stays, stale (S-OS-5).
+    assert _names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
     big.assign(np.zeros_like(value))
     ckpt.restore(first).assert_consumed()
     assert np.array_equal(big.numpy(), value)
@@ -91,7 +93,7 @@ def test_server_stopped_mid_upload(
     big.assign(np.zeros_like(value))
     ckpt.restore(again).assert_consumed()
     assert np.array_equal(big.numpy(), value + 2)
-    assert not any(name.endswith(CLAIM_SUFFIX) for name in _names(directory))
+    assert _names(f"{directory}/{CLAIMS}") == []
 
 
 def test_a_write_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,3 +121,29 @@ def test_a_write_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatc
     assert dtckpt.latest_checkpoint(directory) == first
     ckpt.restore(first).assert_consumed()
     assert np.array_equal(v.numpy(), value)
+
+
+def test_stale_claims_and_their_data_are_cleaned(s3_bucket: str) -> None:
+    """A claim left by a dead save (its data objects written, no index) is removed with its
+    data objects by the next save in the directory; a live claim and an indexed prefix's
+    data are left alone (rule S-OS-5)."""
+    from dtckpt.storage.objects import PrefixClaim, clean_stale_claims
+
+    store, directory = resolve(f"{s3_bucket}/d")
+    dead = PrefixClaim(store, store.join(directory, "p"), shards=2)
+    dead.acquire()
+    for i in range(2):
+        store.create_if_absent(store.join(directory, f"p.data-0000{i}-of-00002"), b"x")
+    dead.abandon()  # its process "died": the claim stays, held by nobody
+    live = PrefixClaim(store, store.join(directory, "q"))
+    live.acquire()
+    store.create_if_absent(store.join(directory, "q.data-00000-of-00001"), b"y")
+    removed = clean_stale_claims(store, directory)
+    assert sorted(r.rpartition("/")[2] for r in removed) == [
+        "p",
+        "p.data-00000-of-00002",
+        "p.data-00001-of-00002",
+    ]
+    assert _names(f"{s3_bucket}/d") == ["q.data-00000-of-00001"]
+    assert _names(f"{s3_bucket}/d/{CLAIMS}") == ["q"]
+    live.release()
