@@ -32,6 +32,7 @@ __all__ = [
     "UnavailableError",
     "UnknownError",
     "MissingDependencyError",
+    "ConditionalWriteConflict",
 ]
 
 _E = TypeVar("_E", bound="CheckpointError")
@@ -187,3 +188,9 @@ class UnknownError(CheckpointError, RuntimeError):
 
 class MissingDependencyError(CheckpointError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class ConditionalWriteConflict(FailedPreconditionError):
+    """A conditional write lost its condition (HTTP 412, TF's ``FAILED_PRECONDITION``): the
+    object it was to create already exists, or the one it was to replace changed since it
+    was read. Another writer got there first."""

@@ -28,7 +28,8 @@ __all__ = ["pool", "in_pool_thread", "submit_save", "collect", "CORES"]
 #: Cores this process may use.
 CORES = max(1, os.cpu_count() or 1)
 
-_SIZES = {"checksum": CORES, "io": max(2, min(8, CORES)), "async": 1}
+#: ``transfer`` runs object-store requests, which wait on the network, not on a core.
+_SIZES = {"checksum": CORES, "io": max(2, min(8, CORES)), "async": 1, "transfer": 8}
 _POOLS: dict[str, ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
 _PREFIX = "dtckpt-pool-"
@@ -64,7 +65,7 @@ class _Pool(ThreadPoolExecutor):
 
 
 def pool(name: str) -> ThreadPoolExecutor:
-    """The shared pool ``name`` (``"checksum"``, ``"io"`` or ``"async"``)."""
+    """The shared pool ``name`` (``"checksum"``, ``"io"``, ``"async"`` or ``"transfer"``)."""
     existing = _POOLS.get(name)
     if existing is not None:
         return existing

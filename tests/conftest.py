@@ -12,6 +12,8 @@ import pytest
 
 import dtckpt.dtypes as dt
 
+from .s3server import s3_bucket, s3_server  # noqa: F401 - fixtures of every test directory
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "spec" / "golden"
 

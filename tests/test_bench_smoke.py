@@ -30,6 +30,15 @@ def _check_multiclient(result: dict[str, Any]) -> None:
         assert run["collectives_per_save"] == [3]
 
 
+def _check_object_store(result: dict[str, Any]) -> None:
+    assert set(result["save_load"]["save"]) == {
+        "dtckpt Checkpoint.write",
+        "s3fs put_file (same bytes)",
+        "boto3 upload_file (same bytes)",
+    }
+    assert result["resharding"]["ratio"] <= 1.1
+
+
 @pytest.mark.parametrize(
     "script, check",
     [
@@ -40,6 +49,7 @@ def _check_multiclient(result: dict[str, Any]) -> None:
         ("cli_startup.py", None),
         ("archive.py", None),
         ("scaling.py", None),
+        ("object_store.py", _check_object_store),
     ],
 )
 def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 
 from ..dtypes import DataType
 from ..errors import CheckpointError, DataLossError, InvalidArgumentError, NotFoundError
-from ..format.durable import (
+from ..format.index import BundleIndex
+from ..format.naming import DATA_SUFFIX_RE, data_filename
+from ..storage.durable import (
     SHARDED_TEMP_SUFFIX,
     is_output_temporary_name,
     is_sharded_part_name,
     is_temporary_name,
 )
-from ..format.index import BundleIndex
-from ..format.inputs import file_kind, read_input
-from ..format.naming import DATA_SUFFIX_RE, data_filename
+from ..storage.inputs import file_kind, read_input
 from .layout import FILTER_NONE, FILTER_SHUFFLE, MAX_NAME_BYTES, check_member_name
 
 __all__ = [

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ..errors import InvalidArgumentError, NotFoundError
-from ..format.inputs import open_input
+from ..errors import CheckpointError, InvalidArgumentError, NotFoundError
+from ..storage.inputs import open_input
+from ..storage.urls import is_url, resolve
 from .layout import MAGIC
 
 __all__ = ["SEPARATOR", "is_archive", "split_archive_path", "member_path", "normalize_member"]
@@ -22,6 +23,8 @@ SEPARATOR = "::"
 def is_archive(path: str) -> bool:
     """Whether ``path`` is a file that starts with the archive magic (rule A-RD-4)."""
     path = os.fspath(path)
+    if is_url(path):
+        return _is_archive_object(path)
     if not os.path.isfile(path):  # never open a FIFO or device: the read could block
         return False
     try:
@@ -34,6 +37,21 @@ def is_archive(path: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _is_archive_object(url: str) -> bool:
+    """Rule A-RD-4 on an object store: one ranged read of the first bytes (S-SI-3)."""
+    try:
+        store, key = resolve(url)
+        if not store.exists(key):
+            return False
+        reader = store.open_reader(key)
+        try:
+            return reader.size >= len(MAGIC) and bytes(reader.read(0, len(MAGIC))) == MAGIC
+        finally:
+            reader.close()
+    except (CheckpointError, OSError):
+        return False
 
 
 def split_archive_path(path: str) -> tuple[str, str | None] | None:

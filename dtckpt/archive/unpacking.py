@@ -16,10 +16,13 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 
 from ..errors import AlreadyExistsError, CheckpointError, DataLossError, InvalidArgumentError
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.staging import upload_file
+from ..storage.urls import is_url, resolve
 from .reader import ArchiveReader, MemberInfo
 
 __all__ = ["UnpackReport", "unpack"]
@@ -49,6 +52,8 @@ def unpack(
     ``directory``; in both cases before anything is written.
     """
     progress = progress or NULL_PROGRESS
+    if is_url(os.fspath(directory)):
+        return _unpack_to_store(archive, os.fspath(directory), overwrite, progress)
     root = os.path.abspath(os.fspath(directory))
     with ArchiveReader(os.fspath(archive)) as reader:
         members = list(reader.members.values())
@@ -72,6 +77,40 @@ def unpack(
                     ) from None
         progress.finish()
     return UnpackReport(len(members), total, _single_prefix(root, [m.name for m in members]))
+
+
+def _unpack_to_store(
+    archive: str, directory: str, overwrite: bool, progress: Progress
+) -> UnpackReport:
+    """Rule S-SI-7: unpack into a local temporary directory, then upload every member as
+    an object under the URL ``directory``, the data objects before the indexes and the
+    ``checkpoint`` state file last, so that what a reader finds is always complete."""
+    store, key = resolve(directory)
+    with tempfile.TemporaryDirectory(prefix="dtckpt-unpack-") as local:
+        report = unpack(archive, local, overwrite=True, progress=progress)
+        names: list[str] = []
+        for root, _, files in os.walk(local):
+            names.extend(os.path.relpath(os.path.join(root, f), local) for f in files)
+        names = [n.replace(os.sep, "/") for n in names]
+        if not overwrite:
+            for name in names:
+                if store.exists(store.join(key, name)):
+                    raise AlreadyExistsError(
+                        "a member's object already exists (overwrite=True replaces it)",
+                        path=store.url(store.join(key, name)),
+                    )
+
+        def order(name: str) -> tuple[int, str]:
+            last = name.rpartition("/")[2]
+            return (2 if last == "checkpoint" else 1 if last.endswith(".index") else 0, name)
+
+        for name in sorted(names, key=order):
+            upload_file(os.path.join(local, *name.split("/")), store.url(store.join(key, name)))
+    prefix = None
+    if report.prefix is not None:
+        inside = os.path.relpath(report.prefix, local).replace(os.sep, "/")
+        prefix = store.url(store.join(key, inside))
+    return UnpackReport(report.files, report.bytes, prefix)
 
 
 #: Errors that say a member's name cannot be made under the directory (too long, too deep).

@@ -19,6 +19,7 @@ import os
 import stat
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -26,10 +27,11 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..format.crc import crc32c
-from ..format.durable import output_file
-from ..format.inputs import file_kind, open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.inputs import file_kind, open_input
+from ..storage.staging import output_any, staged_tree
+from ..storage.urls import is_url
 from .frames import WORKERS, combine_crc, encode_frame
 from .layout import FRAME_DTYPE, FileRecord, Footer, encode_footer, encode_header, encode_toc
 from .members import Member, PlannedFrame, collect_members, plan_member_frames
@@ -76,19 +78,25 @@ def pack(
         or not (MIN_LEVEL <= level <= MAX_LEVEL)
     ):
         raise InvalidArgumentError(f"zstd level must be an integer in [{MIN_LEVEL}, {MAX_LEVEL}]")
-    if os.path.isdir(archive):
-        raise InvalidArgumentError("the archive path is a directory", path=archive)
-    directory = os.path.dirname(os.path.abspath(archive))
-    if not os.path.isdir(directory):
-        raise NotFoundError("the archive's directory does not exist", path=directory)
+    if not is_url(archive):
+        if os.path.isdir(archive):
+            raise InvalidArgumentError("the archive path is a directory", path=archive)
+        directory = os.path.dirname(os.path.abspath(archive))
+        if not os.path.isdir(directory):
+            raise NotFoundError("the archive's directory does not exist", path=directory)
     progress = progress or NULL_PROGRESS
-    # Rule S-TP-5: the archive is written under a held temporary name, and the temporaries
-    # of killed packs of the same archive are removed first (and are never packed).
-    with output_file(archive) as tmp:
-        members = collect_members(path, exclude=[archive, tmp])
-        with open(tmp, "wb") as out:
-            raw_bytes = _write_archive(out, members, level, shuffle, progress)
-            packed_bytes = out.tell()
+    with ExitStack() as stack:
+        if is_url(path):  # packed from a local copy of its objects (rule S-SI-7)
+            path = stack.enter_context(staged_tree(path))
+        # Rule S-TP-5: the archive is written under a held temporary name, and the
+        # temporaries of killed packs of the same archive are removed first (and are never
+        # packed). An archive in an object store is uploaded whole once written (S-SI-7).
+        with output_any(archive) as tmp:
+            excluded = [tmp] if is_url(archive) else [archive, tmp]
+            members = collect_members(path, exclude=excluded)
+            with open(tmp, "wb") as out:
+                raw_bytes = _write_archive(out, members, level, shuffle, progress)
+                packed_bytes = out.tell()
     return PackReport(len(members), raw_bytes, packed_bytes, raw_bytes / packed_bytes)
 
 

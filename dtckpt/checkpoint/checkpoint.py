@@ -46,6 +46,8 @@ from ..errors import (
 from ..format.bundle_reader import BundleReader
 from ..format.object_graph import ObjectGraphView, encode_object_graph
 from ..pools import collect, submit_save
+from ..storage.urls import is_url
+from ..storage.urls import resolve as resolve_url
 from .collective_restore import RestoreSession
 from .collective_save import graph_tensor, save_collectively
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
@@ -287,7 +289,7 @@ class Checkpoint(AutoTrackable):
         in_archive = split_archive_path(path) is not None  # read in place (rule A-RD-2)
         if in_archive:
             path = resolve_checkpoint_path(path)
-        elif not os.path.exists(path + ".index"):
+        elif not _index_exists(path):
             # TensorFlow's reader's words (rule O-CK-4), and what is missing.
             raise NotFoundError(
                 "Unsuccessful TensorSliceReader constructor: Failed to find any matching "
@@ -507,3 +509,11 @@ class _WriteJob:
                 callback(self.path)
             else:
                 callback()
+
+
+def _index_exists(path: str) -> bool:
+    """Whether ``path.index`` is there, on disk or in the store a URL names."""
+    if is_url(path):
+        store, key = resolve_url(path)
+        return store.exists(key + ".index")
+    return os.path.exists(path + ".index")

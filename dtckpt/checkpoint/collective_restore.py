@@ -36,7 +36,7 @@ from ..format.messages import TensorSlice, encode_entry, encode_header
 from ..format.ordered_code import encode_tensor_name_slice
 from ..format.slice_index import SliceIndex
 from ..format.slices import resolve
-from ..format.streams import LOCAL_FILES, ShardFile
+from ..format.streams import ShardFile, source_for
 from ..format.table import encode_table
 from .sharded import Box, is_sharded
 
@@ -54,21 +54,23 @@ class _Payload:
 class ReceivedIndex:
     """A :class:`~dtckpt.format.streams.BundleSource` whose index came from the root.
 
-    The data files are read from the file system, as every client sees them.
+    The data files are read from the file system, or the store a URL names, as every
+    client sees them (rule S-SI-5).
     """
 
     def __init__(self, index_path: str, data: bytes) -> None:
         self._index_path = index_path
         self._data = data
+        self._files = source_for(index_path)
 
-    def read_index(self, path: str) -> bytes | None:
-        return self._data if path == self._index_path else LOCAL_FILES.read_index(path)
+    def read_index(self, path: str) -> bytes | memoryview | None:
+        return self._data if path == self._index_path else self._files.read_index(path)
 
     def open_shard(self, path: str) -> ShardFile | None:
-        return LOCAL_FILES.open_shard(path)
+        return self._files.open_shard(path)
 
     def siblings(self, path: str) -> list[str]:
-        return LOCAL_FILES.siblings(path)
+        return self._files.siblings(path)
 
     def close(self) -> None:
         return None

@@ -22,6 +22,12 @@ index exists only once every data file is in place, so after an interruption
 anywhere there is either no new index or a complete checkpoint (rule P-SV-3).
 A lone process runs the same steps with a one-member communicator: its files
 are byte for byte those of a save by any number of clients.
+
+On an object store (a URL) there is no rename and no directory lock: the root
+cleans stale claims (S-OS-5) and claims the prefix instead of marking it
+(S-OS-2), data objects are written under their final names (S-OS-1), and the
+index is created only if absent, which is the commit (S-OS-3). A failure
+leaves the previous checkpoints and the state file untouched (S-OS-7).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import wait
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,18 +45,23 @@ from ..comm import Communicator
 from ..comm.agree import ErrorRecord, Reply, client_of, first_failure, record_of
 from ..errors import DeadlineExceededError
 from ..format.bundle_writer import DataFileWriter
-from ..format.dirlock import directory_lock
-from ..format.durable import (
+from ..format.merge import SplitEntries, merge_split, split_for_merge
+from ..format.naming import data_filename, index_filename
+from ..pools import pool
+from ..storage.base import Store
+from ..storage.dirlock import directory_lock
+from ..storage.durable import (
     TemporaryFile,
     clean_if_changed,
     install,
     note_unchanged,
     temporary_name,
 )
-from ..format.merge import SplitEntries, merge_split, split_for_merge
-from ..format.naming import data_filename, index_filename
-from ..pools import pool
+from ..storage.urls import is_url, resolve
 from .sharded import Item, Part, plan_parts
+
+if TYPE_CHECKING:
+    from ..storage.objects import PlacedObject, PrefixClaim
 
 __all__ = ["save_collectively"]
 
@@ -89,6 +100,7 @@ def save_collectively(
         save.fail(exc)
         parts = []
     with ExitStack() as held:
+        save.count = len(parts)  # the claim records it (rule S-OS-5)
         save.start(held)
         save.write([p for p in parts if p.client == comm.rank], len(parts))
         outcome = save.commit(parts, after)
@@ -111,6 +123,12 @@ class _Save:
         self.placed: list[str] = []  # this client's data files under their final names
         self.entries: dict[int, SplitEntries] = {}
         self.name = os.path.basename(path)
+        self.store: Store | None = None
+        self.key = ""
+        if is_url(path):
+            self.store, self.key = resolve(path)
+        self.claim: PrefixClaim | None = None
+        self.count = 0
 
     def fail(self, exc: Exception) -> None:
         if self.failure is None:
@@ -129,7 +147,18 @@ class _Save:
 
     # -- 1. start ------------------------------------------------------------------
     def start(self, held: ExitStack) -> None:
-        if self.root and self.failure is None:
+        if self.root and self.failure is None and self.store is not None:
+            from ..storage.objects import PrefixClaim, clean_stale_claims
+
+            try:
+                clean_stale_claims(self.store, self.store.parent(self.key))  # rule S-OS-5
+                claim = PrefixClaim(self.store, self.key, shards=self.count)
+                claim.acquire()  # rule S-OS-2: a second writer of the prefix stops here
+                self.claim = claim
+                self.store.delete(index_filename(self.key))  # rule S-AT-1, step 1
+            except Exception as exc:
+                self.fail(exc)
+        elif self.root and self.failure is None:
             try:
                 os.makedirs(self.directory, exist_ok=True)
                 held.enter_context(directory_lock(self.directory))  # rule S-LK-1
@@ -150,7 +179,7 @@ class _Save:
     def write(self, parts: list[Part], count: int) -> None:
         if self.failure is not None or not parts:
             return
-        written: list[tuple[DataFileWriter, TemporaryFile]] = []
+        written: list[tuple[DataFileWriter, TemporaryFile | PlacedObject]] = []
         try:
             # Each part (a device's data file) is written and fsynced on its own thread, as
             # the devices would write at once; writes, checksums and fsyncs release the GIL.
@@ -165,15 +194,8 @@ class _Save:
                     failed = error
             if failed is not None:
                 raise failed
-            install(
-                [(w.temporary_path, w.path) for w, _ in written],
-                directory=self.directory,
-                # Other clients' renames must be durable before they report (S-AT-2); a
-                # lone process's are made durable by the directory fsync after its index.
-                fsync=self.fsync and self.comm.size > 1,
-                temporaries=[temporary for _, temporary in written],
-                lock=self.root,  # the root holds it for everyone (rule S-LK-1)
-            )
+            if self.store is None:
+                self._install(written)
             self.placed = [w.path for w, _ in written]
             # Entries travel encoded, but for partitioned tensors' full entries: the
             # root then encodes one entry per tensor, not one per block (P-SV-2).
@@ -186,7 +208,21 @@ class _Save:
                 temporary.discard()
             self.fail(exc)
 
-    def _write_part(self, part: Part, count: int) -> tuple[DataFileWriter, TemporaryFile]:
+    def _install(self, written: list[tuple[DataFileWriter, TemporaryFile | PlacedObject]]) -> None:
+        """Rename this client's data files into place (local files only)."""
+        install(
+            [(w.temporary_path, w.path) for w, _ in written],
+            directory=self.directory,
+            # Other clients' renames must be durable before they report (S-AT-2); a
+            # lone process's are made durable by the directory fsync after its index.
+            fsync=self.fsync and self.comm.size > 1,
+            temporaries=[t for _, t in written if isinstance(t, TemporaryFile)],
+            lock=self.root,  # the root holds it for everyone (rule S-LK-1)
+        )
+
+    def _write_part(
+        self, part: Part, count: int
+    ) -> tuple[DataFileWriter, TemporaryFile | PlacedObject]:
         path = data_filename(self.path, part.number, count)
         writer = DataFileWriter(path, shard_id=part.number, fsync=self.fsync)
         try:
@@ -249,27 +285,20 @@ class _Save:
             errors.append(mine)
         if errors:
             return _Outcome(False), first_failure(errors)
-        assert reports is not None and self.mark is not None
+        assert reports is not None
         try:
             numbered: dict[int, SplitEntries] = {}
             for reply in reports:
                 numbered.update(reply.value)
             ordered = [numbered[k] for k in range(len(parts))]
             table = merge_split(ordered, len(parts), where=self.index_path)
-            mark, self.mark = self.mark, None
-            try:
-                mark.file.write(table)
-                mark.sync(self.fsync)
-                install(
-                    [(mark.path, self.index_path)],
-                    directory=self.directory,
-                    fsync=self.fsync,
-                    replaces_index=self.index_path,
-                    temporaries=(mark,),
-                )
-            except BaseException:
-                mark.discard()
-                raise
+            if self.store is not None:
+                # Rule S-OS-3: the commit. Created only if absent, so that of two writers
+                # of the prefix (whose claims failed to keep one out) only one commits.
+                self.store.create_if_absent(index_filename(self.key), table)
+                self._discard_mark()  # the claim, once the index is there (S-OS-2)
+            else:
+                self._install_index(table)
         except Exception as exc:
             self.fail(exc)
             return _Outcome(False), self._record()
@@ -278,29 +307,61 @@ class _Save:
         except Exception as exc:  # the checkpoint is complete; the error is still the save's
             self.fail(exc)
             return _Outcome(True), self._record()
-        note_unchanged(self.directory)  # rule S-TP-3: every client's files are in place
+        if self.store is None:
+            note_unchanged(self.directory)  # rule S-TP-3: every client's files are in place
         return _Outcome(True, result), None
+
+    def _install_index(self, table: bytes) -> None:
+        assert self.mark is not None
+        mark, self.mark = self.mark, None
+        try:
+            mark.file.write(table)
+            mark.sync(self.fsync)
+            install(
+                [(mark.path, self.index_path)],
+                directory=self.directory,
+                fsync=self.fsync,
+                replaces_index=self.index_path,
+                temporaries=(mark,),
+            )
+        except BaseException:
+            mark.discard()
+            raise
 
     # -- cleaning up ---------------------------------------------------------------------
     def _remove_placed(self) -> None:
         for placed in reversed(self.placed):
             try:
-                _remove_if_present(placed)
+                if self.store is not None:
+                    self.store.delete(resolve(placed)[1])
+                else:
+                    _remove_if_present(placed)
             except OSError:
-                pass
+                pass  # on an object store, the claim left behind marks it (S-OS-5)
         self.placed = []
 
     def _keep_mark(self) -> None:
+        if self.claim is not None:
+            self.claim.abandon()  # left for the next save's cleaning (S-OS-5)
+            self.claim = None
         if self.mark is not None:
             self.mark.close()  # unlocked, so the next save's cleaner takes it as stale
             self.mark = None
 
     def _discard_mark(self) -> None:
+        if self.claim is not None:
+            claim, self.claim = self.claim, None
+            try:
+                claim.release()
+            except OSError:
+                pass  # a claim that stays is stale from now on (S-OS-5)
         if self.mark is not None:
             self.mark.discard()
             self.mark = None
 
     def _leave_mark(self) -> None:
+        if self.store is not None:
+            return  # the root's claim stays until the root decides (S-OS-2)
         if self.placed:
             try:
                 TemporaryFile(temporary_name(self.index_path)).close()

@@ -30,11 +30,17 @@ after every save, so two managers overwrite each other's lists and may delete
 each other's checkpoints. The lock still keeps every checkpoint and the state
 file whole, and the state file names the checkpoint of the last save to
 finish (rule S-LK-2).
+
+In an object store (a URL directory) there is no lock: the state file is
+replaced only if unchanged since it was read, and merged with what another
+manager recorded meanwhile (rule S-OS-4), and a checkpoint's index is deleted
+before its data (rule S-OS-6).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import os
@@ -51,10 +57,11 @@ import numpy as np
 from ..comm import world
 from ..comm.agree import run_on_root
 from ..errors import NotFoundError
-from ..format.dirlock import directory_lock
+from ..storage.dirlock import directory_lock
+from ..storage.urls import is_url, resolve
 from .checkpoint import Checkpoint
 from .options import COLLECTIVE_TIMEOUT, CheckpointOptions
-from .state import get_checkpoint_state, update_checkpoint_state
+from .state import get_checkpoint_state, merge_into_state, update_checkpoint_state
 
 __all__ = ["CheckpointManager"]
 
@@ -94,7 +101,11 @@ def _checkpoint_number(value: Any) -> int:
 def _checkpoint_files(directory: str) -> dict[str, list[str]]:
     """``{prefix: [its .index, then its data files in order]}`` from one listing."""
     try:
-        names = os.listdir(directory)
+        if is_url(directory):
+            store, key = resolve(directory)
+            names = store.list(key)
+        else:
+            names = os.listdir(directory)
     except OSError:
         return {}
     found: dict[str, list[str]] = {}
@@ -159,6 +170,10 @@ class CheckpointManager:
             collections.OrderedDict()
         )
         self._real_dirs: dict[str, str] = {}
+        self._in_store = is_url(self._directory)
+        # Checkpoints this manager deleted or stopped listing: a merge of the state file
+        # never brings them back (rule S-OS-4).
+        self._forgotten: set[str] = set()
         self._latest_checkpoint: str | None = None
         self._recover_state()
 
@@ -273,7 +288,12 @@ class CheckpointManager:
         only when several clients save, which :meth:`_adopt` what it returns (P-SV-2)."""
         # Already held by the save when the checkpoint sits directly in the directory;
         # taken here when ``checkpoint_name`` names a subdirectory.
-        with directory_lock(self._directory or os.curdir), self._lock:
+        held = (
+            contextlib.nullcontext()
+            if self._in_store
+            else directory_lock(self._directory or os.curdir)
+        )
+        with held, self._lock:
             self._real_dirs.clear()  # links may have changed since the last save
             stamp = time.time()
             # A re-saved path goes to the back of the queue with its new time, whatever
@@ -303,6 +323,16 @@ class CheckpointManager:
     def _record_state(self, fsync: bool = True) -> None:
         """Rule C-MG-6: the state file lists the active set with its timestamps."""
         assert self._latest_checkpoint is not None
+        if self._in_store:
+            merge_into_state(
+                self._directory,
+                self._latest_checkpoint,
+                [path for path, _ in self._maybe_delete.values()],
+                [stamp for _, stamp in self._maybe_delete.values()],
+                self._last_preserved_timestamp,
+                self._forgotten,
+            )
+            return
         update_checkpoint_state(
             self._directory,
             self._latest_checkpoint,
@@ -321,6 +351,7 @@ class CheckpointManager:
         doomed = []
         while len(self._maybe_delete) > self._max_to_keep:
             key, (path, stamp) = self._maybe_delete.popitem(last=False)
+            self._forgotten.add(path)
             if hours and stamp - hours * SECONDS_PER_HOUR >= self._last_preserved_timestamp:
                 # Kept on disk but no longer listed, so the state file stays short.
                 self._last_preserved_timestamp = stamp
@@ -354,9 +385,14 @@ class CheckpointManager:
         for parent, bases in by_parent.items():
             files = _checkpoint_files(parent)
             for base in bases:
-                # The index goes first: without it the prefix is absent, never half there.
+                # The index goes first: without it the prefix is absent, never half there
+                # (rules C-MG-8, S-OS-6).
                 for name in files.pop(base, []):
-                    self._delete_file(os.path.join(parent, name))
+                    if self._in_store:
+                        store, key = resolve(parent)
+                        store.delete(store.join(key, name))
+                    else:
+                        self._delete_file(os.path.join(parent, name))
 
     @staticmethod
     def _delete_file(path: str) -> None:
@@ -383,7 +419,9 @@ class CheckpointManager:
     def _canonical(self, prefix: str) -> str:
         """Rule S-MG-3: one name for every spelling of a checkpoint (``./ckpt-1``,
         ``sub/../ckpt-1``, a path through a linked directory): the real path of its
-        directory joined with its last component."""
+        directory joined with its last component. A URL is its own name."""
+        if self._in_store:
+            return prefix
         try:
             base = os.path.basename(prefix)
             if base in ("", os.curdir, os.pardir):
@@ -395,6 +433,10 @@ class CheckpointManager:
     def _resolved_parent(self, prefix: str) -> str | None:
         """The real directory of ``prefix``'s files if it is the manager's directory or
         below it (after ``..`` and symbolic links), else ``None``."""
+        if self._in_store:
+            parent = prefix.rstrip("/").rpartition("/")[0]
+            root = self._directory.rstrip("/")
+            return parent if parent == root or parent.startswith(root + "/") else None
         try:
             root = self._real_dir(self._directory)
             parent = self._real_dir(os.path.dirname(prefix))

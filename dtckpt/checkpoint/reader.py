@@ -28,6 +28,8 @@ from ..dtypes import info
 from ..errors import CheckpointError, InvalidArgumentError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.naming import key_bytes, key_str
+from ..storage.urls import is_url
+from ..storage.urls import resolve as resolve_url
 from .state import STATE_FILENAME, latest_checkpoint, parse_checkpoint_state
 
 if TYPE_CHECKING:
@@ -176,6 +178,12 @@ def resolve_save_path(save_path: str) -> str:
     """A SavedModel directory means its ``variables/variables`` checkpoint (rule O-CK-5);
     anything else is returned unchanged."""
     path = os.fspath(save_path)
+    if is_url(path):
+        store, key = resolve_url(path)
+        variables = posixpath.join(key, *SAVED_MODEL_VARIABLES)
+        if not store.exists(key + ".index") and store.exists(variables + ".index"):
+            return posixpath.join(path, *SAVED_MODEL_VARIABLES)
+        return path
     if os.path.isdir(path) and any(
         os.path.exists(os.path.join(path, name)) for name in SAVED_MODEL_FILES
     ):
@@ -188,6 +196,8 @@ def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:
     ``variables/variables``; an archive means its checkpoint as ``ARCHIVE::PREFIX``;
     anything else is a prefix."""
     path = os.fspath(ckpt_dir_or_file)
+    if is_url(path):
+        return _resolve_url(path)
     if os.path.isdir(path):
         latest = latest_checkpoint(path)
         if latest is not None:
@@ -206,6 +216,23 @@ def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:
         with ArchiveReader(split[0]) as reader:
             return member_path(split[0], archive_prefix(reader, split[1]))
     return path
+
+
+def _resolve_url(path: str) -> str:
+    """:func:`resolve_checkpoint_path` for a URL: a prefix if its index is there, else a
+    directory's latest checkpoint or SavedModel variables (rule S-SI-5)."""
+    store, key = resolve_url(path)
+    if store.exists(key + ".index"):
+        return path
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return latest
+    if store.exists(posixpath.join(key, *SAVED_MODEL_VARIABLES) + ".index"):
+        return posixpath.join(path, *SAVED_MODEL_VARIABLES)
+    raise NotFoundError(
+        f"no checkpoint at {path}: neither {path}.index nor a 'checkpoint' file naming one",
+        path=path,
+    )
 
 
 def load_checkpoint(

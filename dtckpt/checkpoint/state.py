@@ -16,7 +16,9 @@ protobuf's C-style escapes (``\\"``, ``\\\\``, octal ``\\ooo`` for other bytes).
 
 The file is replaced whole: the new text goes to ``checkpoint.tmp<hex>``, is
 fsynced, and is renamed over ``checkpoint`` under the directory lock, and the
-directory is fsynced after the rename (rules C-ST-3, S-ST-1).
+directory is fsynced after the rename (rules C-ST-3, S-ST-1). In an object
+store (a URL) the file is replaced only if it did not change since it was read
+(``If-Match``), re-read and retried on a conflict (rule S-OS-4).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from dataclasses import dataclass, field
 from ..comm import world
 from ..comm.agree import run_on_root
 from ..errors import DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError
-from ..format.durable import TemporaryFile, install
-from ..format.inputs import read_input
+from ..storage.durable import TemporaryFile, install
+from ..storage.inputs import read_input
+from ..storage.urls import is_url, resolve
 from .options import COLLECTIVE_TIMEOUT
 
 __all__ = [
@@ -203,16 +206,24 @@ def get_checkpoint_state(
     Relative paths come back joined with ``checkpoint_dir``, as TF does.
     """
     checkpoint_dir = os.fspath(checkpoint_dir)
-    path = os.path.join(checkpoint_dir, latest_filename or STATE_FILENAME)
-    if not os.path.lexists(path):
+    path = join_path(checkpoint_dir, latest_filename or STATE_FILENAME)
+    if is_url(path):
+        store, key = resolve(path)
+        try:
+            raw = store.read(key, limit=_MAX_STATE_BYTES)
+        except (DataLossError, NotFoundError) as exc:
+            _LOG.debug("Ignoring the checkpoint state file: %s", exc)
+            return None
+    elif not os.path.lexists(path):
         return None
-    try:
-        # Rule H-SP-1: a FIFO or device named ``checkpoint`` is refused by its type, so that
-        # neither a manager nor latest_checkpoint blocks on it or reads it without end.
-        raw = read_input(path, what="a state file", limit=_MAX_STATE_BYTES)
-    except (DataLossError, NotFoundError) as exc:
-        _LOG.debug("Ignoring the checkpoint state file: %s", exc)  # unreadable, as C-ST-2 says
-        return None
+    else:
+        try:
+            # Rule H-SP-1: a FIFO or device named ``checkpoint`` is refused by its type, so
+            # that neither a manager nor latest_checkpoint blocks on it or reads it forever.
+            raw = read_input(path, what="a state file", limit=_MAX_STATE_BYTES)
+        except (DataLossError, NotFoundError) as exc:
+            _LOG.debug("Ignoring the checkpoint state file: %s", exc)  # unreadable (C-ST-2)
+            return None
     try:
         state = parse_checkpoint_state(raw.decode("utf-8", errors="surrogateescape"))
     except DataLossError:
@@ -223,7 +234,7 @@ def get_checkpoint_state(
         )
 
     def absolute(p: str) -> str:
-        return p if os.path.isabs(p) else os.path.join(checkpoint_dir, p)
+        return p if os.path.isabs(p) or is_url(p) else join_path(checkpoint_dir, p)
 
     state.model_checkpoint_path = absolute(state.model_checkpoint_path)
     state.all_model_checkpoint_paths = [absolute(p) for p in state.all_model_checkpoint_paths]
@@ -232,7 +243,23 @@ def get_checkpoint_state(
 
 def checkpoint_exists(prefix: str) -> bool:
     """Whether a V2 (``prefix.index``) or V1 (``prefix`` itself) checkpoint is there."""
+    if is_url(prefix):
+        store, key = resolve(prefix)
+        return store.exists(key + ".index")
     return os.path.isfile(prefix + ".index") or os.path.isfile(prefix)
+
+
+def join_path(directory: str, name: str) -> str:
+    """``directory/name`` for a local directory or a URL (whose separator is always ``/``)."""
+    if is_url(directory):
+        return f"{directory.rstrip('/')}/{name}"
+    return os.path.join(directory, name)
+
+
+def relative_to(path: str, directory: str) -> str:
+    """``path`` relative to the URL ``directory`` when it lies inside it, else unchanged."""
+    head = directory.rstrip("/") + "/"
+    return path[len(head) :] if path.startswith(head) else path
 
 
 def latest_checkpoint(checkpoint_dir: str, latest_filename: str | None = None) -> str | None:
@@ -265,7 +292,14 @@ def write_checkpoint_state(
     stays even if the directory fsync fails (it names a complete checkpoint).
     """
     save_dir = os.fspath(save_dir)
-    path = os.path.join(save_dir, latest_filename or STATE_FILENAME)
+    path = join_path(save_dir, latest_filename or STATE_FILENAME)
+    if is_url(path):
+        text = format_checkpoint_state(state).encode("utf-8", "surrogateescape")
+        from ..storage.objects import replace_with_retry
+
+        store, key = resolve(path)
+        replace_with_retry(store, key, lambda _: text)  # atomic; the last writer wins
+        return path
     temporary = TemporaryFile(f"{path}.tmp{uuid.uuid4().hex}")
     try:
         temporary.file.write(format_checkpoint_state(state).encode("utf-8", "surrogateescape"))
@@ -300,6 +334,8 @@ def update_checkpoint_state(
     save_dir = os.fspath(save_dir)
 
     def relative(p: str) -> str:
+        if is_url(save_dir):
+            return relative_to(p, save_dir)
         # TF relativizes absolute paths when asked to, and relative paths whenever the
         # directory itself is relative ("out/ckpt-1" in "out" is written "ckpt-1").
         if os.path.isabs(p):
@@ -309,8 +345,11 @@ def update_checkpoint_state(
     paths = list(all_model_checkpoint_paths or [])
     if model_checkpoint_path not in paths:
         paths.append(model_checkpoint_path)
-    state_path = os.path.join(save_dir, STATE_FILENAME)
-    if os.path.abspath(model_checkpoint_path) == os.path.abspath(state_path):
+    state_path = join_path(save_dir, STATE_FILENAME)
+    if model_checkpoint_path == state_path or (
+        not is_url(state_path)
+        and os.path.abspath(model_checkpoint_path) == os.path.abspath(state_path)
+    ):
         raise InvalidArgumentError(
             f"Save path '{model_checkpoint_path}' conflicts with path used for checkpoint state."
         )
@@ -400,3 +439,68 @@ def update_checkpoint_state_internal(
             "state.  Please use a different save path."
         )
     write_checkpoint_state(save_dir, state, latest_filename, fsync=fsync)
+
+
+def merge_into_state(
+    save_dir: str,
+    latest: str,
+    paths: list[str],
+    timestamps: list[float],
+    last_preserved_timestamp: float,
+    forgotten: set[str],
+) -> CheckpointState:
+    """Rule S-OS-4: record a manager's checkpoints in the state file of the URL
+    ``save_dir`` without losing what another manager recorded meanwhile.
+
+    The file is read, and its entries that this manager neither lists nor has
+    ``forgotten`` (deleted, or dropped from its set) are kept beside this manager's, all
+    ordered by timestamp; the newest checkpoint is the latest. The result replaces the
+    file only if it did not change since it was read; otherwise all of it is done again.
+    Returns the state written (absolute paths).
+    """
+    from ..storage.objects import replace_with_retry
+
+    store, key = resolve(join_path(save_dir, STATE_FILENAME))
+    result: list[CheckpointState] = []
+
+    def update(raw: bytes | None) -> bytes:
+        stamped = dict(zip(paths, timestamps, strict=True))
+        preserved = last_preserved_timestamp
+        newest = (stamped.get(latest, float("inf")), latest)
+        if raw is not None:
+            try:
+                theirs = parse_checkpoint_state(raw.decode("utf-8", errors="surrogateescape"))
+            except DataLossError:
+                theirs = CheckpointState()
+            others = zip(  # paths without timestamps are dropped, as C-MG-1 says
+                theirs.all_model_checkpoint_paths,
+                theirs.all_model_checkpoint_timestamps,
+                strict=False,
+            )
+            for path, stamp in others:
+                path = join_path(save_dir, path) if not is_url(path) else path
+                if path not in stamped and path not in forgotten:
+                    stamped[path] = stamp
+                    newest = max(newest, (stamp, path))
+            preserved = max(preserved, theirs.last_preserved_timestamp)
+        ordered = sorted(stamped.items(), key=lambda item: item[1])
+        state = CheckpointState(
+            newest[1],
+            [path for path, _ in ordered],
+            [stamp for _, stamp in ordered],
+            preserved,
+        )
+        result[:] = [state]
+        relative = CheckpointState(
+            relative_to(state.model_checkpoint_path, save_dir),
+            [relative_to(p, save_dir) for p in state.all_model_checkpoint_paths],
+            state.all_model_checkpoint_timestamps,
+            state.last_preserved_timestamp,
+        )
+        return format_checkpoint_state(relative).encode("utf-8", "surrogateescape")
+
+    replace_with_retry(store, key, update)
+    return result[0]
+
+
+__all__ += ["merge_into_state", "join_path"]

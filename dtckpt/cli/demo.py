@@ -92,9 +92,11 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
     from .. import dtensor as dd
     from ..checkpoint.reader import load_checkpoint
     from ..format.verify import verify_bundle
+    from ..storage.urls import is_url
     from .inspect import describe, print_listing
 
-    os.makedirs(args.directory, exist_ok=True)
+    if not is_url(args.directory):  # an object store (s3://...) has no directories to make
+        os.makedirs(args.directory, exist_ok=True)
     values = _values()
     mesh = dd.create_mesh([("x", 2), ("y", 4)], device_type="CPU")
     model = _model(dd, mesh, SAVE_LAYOUTS, values)

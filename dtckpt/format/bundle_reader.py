@@ -48,7 +48,7 @@ from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slice_index import SliceIndex
 from .slices import full_slice, resolve
-from .streams import LOCAL_FILES, BundleSource, ShardFile
+from .streams import BundleSource, ShardFile, source_for
 from .strings import decode_string_tensor
 from .tiling import tiling_problem
 
@@ -102,7 +102,7 @@ class BundleReader:
         self.use_mmap = mmap
         self._shards: dict[int, ShardFile] = {}
         self._maps: dict[int, mmap_module.mmap] = {}
-        self._source: BundleSource = LOCAL_FILES if source is None else source
+        self._source: BundleSource = source_for(self.prefix) if source is None else source
         self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
         self._siblings: list[str] | None = None

@@ -27,14 +27,17 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import numpy as np
 
 from ..dtypes import DTypeInfo, from_numpy, info
 from ..errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError
+from ..storage.base import ObjectWriter
+from ..storage.durable import TEMPSTATE, TemporaryFile, install
+from ..storage.urls import is_url
+from ..storage.urls import resolve as resolve_url
 from .crc import crc32c, mask
-from .durable import TEMPSTATE, TemporaryFile, install
 from .messages import (
     BIG,
     LITTLE,
@@ -50,6 +53,9 @@ from .slices import is_full, resolve
 from .streams import write_strided_with_crc32c, write_with_crc32c
 from .strings import encode_string_tensor
 from .table import encode_table
+
+if TYPE_CHECKING:
+    from ..storage.objects import PlacedObject, PrefixClaim
 
 __all__ = ["BundleWriter", "DataFileWriter", "as_tensor"]
 
@@ -127,13 +133,25 @@ class DataFileWriter:
         self.shard_id = int(shard_id)
         self.endianness = endianness
         self.fsync = bool(fsync)
-        parent = os.path.dirname(self.path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        token = secrets.randbits(63) if token is None else token
-        self.temporary_path = f"{self.path}{TEMPSTATE}{token}"
-        self._data_temp = TemporaryFile(self.temporary_path)
-        self._file = self._data_temp.file
+        self._object: ObjectWriter | None = None
+        if is_url(self.path):
+            # An object store: the data goes under its final name, invisible until it
+            # is committed, and no index names it before then (rule S-OS-1).
+            from ..storage.objects import PlacedObject
+
+            store, key = resolve_url(self.path)
+            self._object = store.open_writer(key)
+            self._placed = PlacedObject(store, key, self.path)
+            self.temporary_path = self.path
+            self._file = cast(BinaryIO, self._object)
+        else:
+            parent = os.path.dirname(self.path)
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            token = secrets.randbits(63) if token is None else token
+            self.temporary_path = f"{self.path}{TEMPSTATE}{token}"
+            self._data_temp = TemporaryFile(self.temporary_path)
+            self._file = self._data_temp.file
         self._offset = 0
         self._entries: dict[bytes, BundleEntry] = {}
         self._slices: dict[bytes, list[TensorSlice]] = {}  # partitioned tensors' slices
@@ -147,13 +165,16 @@ class DataFileWriter:
                 self._entries[key] = self._entries[key]._replace(slices=tuple(slices))
         return self._entries
 
-    def seal(self) -> TemporaryFile:
+    def seal(self) -> TemporaryFile | PlacedObject:
         """Finish the data file (flushed, and fsynced with ``fsync``); its locked temporary.
 
         The caller renames it into place (``durable.install``) or discards it.
         """
         self._check_open()
         self._finished = True
+        if self._object is not None:
+            self._object.commit()  # aborts itself on a failure
+            return self._placed
         try:
             self._data_temp.sync(self.fsync)
         except BaseException:
@@ -164,6 +185,9 @@ class DataFileWriter:
     def abort(self) -> None:
         """Discard everything written so far."""
         self._finished = True
+        if self._object is not None:
+            self._object.abort()
+            return
         self._data_temp.discard()
 
     # -- adding tensors -------------------------------------------------
@@ -343,10 +367,27 @@ class BundleWriter(DataFileWriter):
 
     def __init__(self, prefix: str, *, endianness: int = LITTLE, fsync: bool = False) -> None:
         self.prefix = os.fspath(prefix)
+        self._claim: PrefixClaim | None = None
+        if is_url(self.prefix):  # rule S-OS-2: claim the prefix, then drop an old index
+            from ..storage.objects import PrefixClaim
+
+            store, key = resolve_url(self.prefix)
+            self._claim = PrefixClaim(store, key)
+            self._claim.acquire()
+            try:
+                store.delete(index_filename(key))
+            except BaseException:
+                self._claim.release()
+                raise
         token = secrets.randbits(63)  # one number for both temporaries (rule S-TP-1)
-        super().__init__(
-            data_filename(self.prefix, 0, 1), endianness=endianness, fsync=fsync, token=token
-        )
+        try:
+            super().__init__(
+                data_filename(self.prefix, 0, 1), endianness=endianness, fsync=fsync, token=token
+            )
+        except BaseException:
+            if self._claim is not None:
+                self._claim.release()
+            raise
         self._tmp_index_path = f"{index_filename(self.prefix)}{TEMPSTATE}{token}"
         self._index_temp: TemporaryFile | None = None
 
@@ -368,6 +409,9 @@ class BundleWriter(DataFileWriter):
         renamed, data first (rules F-WR-3, F-WR-4, S-AT-1, S-AT-2).
         """
         self._check_open()
+        if self._object is not None:
+            self._finish_in_store()
+            return
         self._finished = True
         try:
             header = BundleHeader(num_shards=1, endianness=self.endianness)
@@ -390,9 +434,38 @@ class BundleWriter(DataFileWriter):
             self._remove_temporaries()
             raise
 
+    def _encode_index(self) -> bytes:
+        header = BundleHeader(num_shards=1, endianness=self.endianness)
+        items = [(b"", encode_header(header))]
+        entries = self.entries
+        items.extend((k, encode_entry(entries[k])) for k in sorted(entries))
+        return encode_table(items)
+
+    def _finish_in_store(self) -> None:
+        """Rules S-OS-1 to S-OS-3: the data object completes under its final name, then
+        the index is created only if absent, which commits the bundle."""
+        assert self._claim is not None
+        table = self._encode_index()
+        placed = None
+        try:
+            placed = self.seal()
+            store, key = resolve_url(self.prefix)
+            store.create_if_absent(index_filename(key), table)
+        except BaseException:
+            if placed is not None:
+                placed.discard()
+            self._claim.release()
+            raise
+        self._claim.release()
+
     def abort(self) -> None:
         """Discard everything written so far."""
         self._finished = True
+        if self._object is not None:
+            self._object.abort()
+            if self._claim is not None:
+                self._claim.release()
+            return
         self._remove_temporaries()
 
     def _remove_temporaries(self) -> None:

@@ -25,9 +25,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from ..errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnimplementedError,
+)
+from ..storage.durable import TemporaryFile, fsync_path, install, temporary_name
+from ..storage.urls import is_url
 from .bundle_reader import BundleReader
-from .durable import TemporaryFile, fsync_path, install, temporary_name
 from .messages import (
     LITTLE,
     BundleEntry,
@@ -56,6 +62,13 @@ def merge_bundles(
 ) -> None:
     """Merge the bundles at ``prefixes`` into ``merged_prefix`` (``fsync``: rule S-AT-3)."""
     merged_prefix = os.fspath(merged_prefix)
+    if is_url(merged_prefix) or any(is_url(os.fspath(p)) for p in prefixes):
+        # Merging renames data files into place; a store has no rename (rule S-SI-5).
+        raise UnimplementedError(
+            "merging bundles in an object store is not supported: merge local copies, or "
+            "save the checkpoint to the store whole",
+            path=merged_prefix,
+        )
     parent = os.path.dirname(merged_prefix)
     if parent:
         os.makedirs(parent, exist_ok=True)

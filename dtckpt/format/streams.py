@@ -9,7 +9,8 @@ than it saves.
 Readers reach their files through a :class:`BundleSource`: :data:`LOCAL_FILES`
 reads the file system with ``os.preadv`` on one descriptor per file
 (:class:`LocalFile`), and an archive (``dtckpt.archive.source``) decodes its
-frames instead. The bundle reader only ever calls ``read_into`` and
+frames instead, and an object store (a URL, ``s3://...``) is read through
+:class:`StoreFiles` with ranged requests. The bundle reader only ever calls ``read_into`` and
 ``read_into_with_crc32c`` of the file it was given, so the local path costs one
 method call more than calling the functions here directly.
 """
@@ -23,10 +24,12 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from .. import kernels
-from ..errors import OutOfRangeError
+from ..errors import CheckpointError, NotFoundError, OutOfRangeError
 from ..pools import in_pool_thread, pool
+from ..storage.base import ObjectReader
+from ..storage.inputs import open_input, read_input
+from ..storage.urls import is_url, resolve
 from .crc import crc32c
-from .inputs import open_input, read_input
 
 __all__ = [
     "write_with_crc32c",
@@ -280,7 +283,7 @@ class LocalFile:
 class LocalFiles:
     """The file system as a :class:`BundleSource`.
 
-    Files are opened through :func:`~dtckpt.format.inputs.open_input`: a FIFO, device or
+    Files are opened through :func:`~dtckpt.storage.inputs.open_input`: a FIFO, device or
     directory under a bundle file's name is refused by its type, never read (rule H-SP-1).
     """
 
@@ -309,3 +312,83 @@ class LocalFiles:
 
 #: The one :class:`LocalFiles`; it holds no state.
 LOCAL_FILES = LocalFiles()
+
+
+# --- files of an object store ----------------------------------------------------------------
+
+__all__ += ["StoreFiles", "StoreShard"]
+
+
+class StoreShard:
+    """A data object of a store (a URL), read by ranged requests (rule S-SI-3)."""
+
+    __slots__ = ("path", "size", "_reader")
+
+    def __init__(self, path: str, reader: ObjectReader) -> None:
+        self.path = path
+        self.size = reader.size
+        self._reader = reader
+
+    def read_into(self, out: np.ndarray, offset: int) -> None:
+        if offset + out.nbytes > self.size:
+            raise OutOfRangeError(
+                f"data file ends after {self.size} bytes; {offset + out.nbytes - self.size} "
+                "more were expected",
+                path=self.path,
+                offset=self.size,
+            )
+        self._reader.read_into(memoryview(out.data).cast("B"), offset)
+
+    def read_into_with_crc32c(self, out: np.ndarray, offset: int) -> int:
+        self.read_into(out, offset)
+        return crc32c(out.data)  # rule F-CRC-3, on exactly the bytes that arrived
+
+    def map(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class StoreFiles:
+    """The objects of a store as a :class:`BundleSource`; paths are URLs (rule S-SI-5)."""
+
+    def read_index(self, path: str) -> bytes | None:
+        store, key = resolve(path)
+        try:
+            return store.read(key)
+        except NotFoundError:
+            return None
+
+    def open_shard(self, path: str) -> StoreShard | None:
+        store, key = resolve(path)
+        try:
+            return StoreShard(path, store.open_reader(key))
+        except NotFoundError:
+            return None
+
+    def siblings(self, path: str) -> list[str]:
+        directory = path.rstrip("/").rpartition("/")[0]
+        store, key = resolve(directory)
+        try:
+            names = store.list(key)
+        except CheckpointError:
+            return []
+        return [f"{directory}/{name}" for name in names]
+
+    def close(self) -> None:
+        pass
+
+
+#: The one :class:`StoreFiles`; it holds no state.
+STORE_FILES = StoreFiles()
+__all__ += ["STORE_FILES"]
+
+
+def source_for(path: str) -> BundleSource:
+    """Where the files of the bundle at ``path`` come from: the file system, or the store
+    a URL names (rule S-SI-5)."""
+    return STORE_FILES if is_url(path) else LOCAL_FILES
+
+
+__all__ += ["source_for"]

@@ -25,12 +25,13 @@ from ..dtypes import DataType, DTypeInfo, info
 from ..errors import InvalidArgumentError, UnimplementedError
 from ..format.bundle_reader import BundleReader
 from ..format.bundle_writer import BundleWriter
-from ..format.dirlock import directory_lock
-from ..format.durable import remove_stale_temporaries
 from ..format.messages import BundleEntry
 from ..format.naming import key_bytes, key_str
 from ..format.ordered_code import encode_tensor_name_slice
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.dirlock import directory_lock
+from ..storage.durable import remove_stale_temporaries
+from ..storage.urls import is_url
 from .bundle_chunks import entry_chunks, partitioned_chunks
 from .tensors import (
     ConvertReport,
@@ -127,7 +128,7 @@ def write_checkpoint(
                 opened, prefix, skip_unsupported=skip_unsupported, progress=progress
             )
     prefix = os.fspath(prefix)
-    if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+    if prefix.endswith(("/", os.sep)) or (not is_url(prefix) and os.path.isdir(prefix)):
         raise InvalidArgumentError(
             "a checkpoint is written at a prefix such as DIR/ckpt, not at a directory",
             path=prefix,
@@ -137,7 +138,9 @@ def write_checkpoint(
     sink.start(sum(t.nbytes for t in chosen), f"writing {prefix}", "B")
     total = 0
     directory = os.path.dirname(prefix) or os.curdir
-    if os.path.isdir(directory):  # rule S-TP-5: what a killed conversion left goes first
+    if not is_url(prefix) and os.path.isdir(
+        directory
+    ):  # rule S-TP-5: what a killed conversion left goes first
         with directory_lock(directory):
             remove_stale_temporaries(directory)
     with BundleWriter(prefix) as writer:

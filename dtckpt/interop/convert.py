@@ -18,6 +18,7 @@ import os
 
 from ..errors import InvalidArgumentError
 from ..progress import Progress
+from ..storage.urls import is_url
 from .checkpoint_io import read_checkpoint, write_checkpoint
 from .npz_io import write_npz
 from .npz_read import read_npz
@@ -66,6 +67,12 @@ def write_tensors(
     return write_checkpoint(source, path, skip_unsupported=skip_unsupported, progress=progress)
 
 
+def _same_path(a: str, b: str) -> bool:
+    if is_url(a) or is_url(b):
+        return os.fspath(a).rstrip("/") == os.fspath(b).rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
 def convert(
     src: str,
     dst: str,
@@ -84,7 +91,7 @@ def convert(
     """
     with read_tensors(src) as source:
         if source.format == "checkpoint" and format_of(dst) == "checkpoint":
-            if os.path.abspath(source.path) == os.path.abspath(dst):
+            if _same_path(source.path, dst):
                 raise InvalidArgumentError(
                     "source and destination are the same checkpoint", path=os.fspath(dst)
                 )

@@ -32,7 +32,7 @@ from ..errors import (
     UnimplementedError,
 )
 from ..format.index import MAX_RANK, element_count
-from ..format.inputs import open_input
+from ..storage.staging import open_any
 from . import tensors as _tensors
 from .npy_codec import PREAMBLE_SIZE, NpyHeader, decode_npy_header, decode_npy_preamble
 from .npz_io import (
@@ -55,7 +55,7 @@ def read_npz(path: str) -> TensorSource:
     Each ``.npy`` member becomes a tensor named without its suffix; its
     header is read and checked now, its data only when streamed (rule I-NZ-4).
     """
-    file = os.fdopen(open_input(path, what="an .npz file"), "rb")  # rule H-SP-1
+    file = os.fdopen(open_any(path, what="an .npz file"), "rb")  # rules H-SP-1, S-SI-7
     try:
         archive = zipfile.ZipFile(file)
     except NotImplementedError as exc:  # a zip feature zipfile lacks ("zip file version")

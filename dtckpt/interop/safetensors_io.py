@@ -38,9 +38,9 @@ from ..errors import (
     UnimplementedError,
 )
 from ..format.index import MAX_RANK
-from ..format.inputs import open_input
 from ..format.streams import read_into
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.staging import open_any
 from . import tensors as _tensors
 from .safetensors_codec import (
     DTYPE_SIZES,
@@ -239,7 +239,7 @@ def read_safetensors(path: str) -> TensorSource:
     The header is read and validated now (rule I-ST-5); tensor bytes are read
     in chunks when streamed. Tensors come in buffer order.
     """
-    fd = open_input(path, what="a safetensors file")  # rule H-SP-1
+    fd = open_any(path, what="a safetensors file")  # rules H-SP-1, S-SI-7
     try:
         source = _open(fd, path)
     except BaseException:

@@ -28,8 +28,9 @@ import numpy as np
 
 from ..dtypes import DTypeInfo
 from ..errors import CheckpointError
-from ..format.durable import output_file
 from ..progress import NULL_PROGRESS, Progress
+from ..storage.staging import output_any
+from ..storage.urls import is_url
 
 __all__ = [
     "CHUNK_BYTES",
@@ -272,6 +273,7 @@ def atomic_path(path: str) -> Iterator[str]:
     so a failed conversion never leaves a half-written file (rule I-CV-3); the
     temporaries a killed conversion left are removed by the next one (rule S-TP-5).
     """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with output_file(path) as temporary:
+    if not is_url(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with output_any(path) as temporary:  # a URL: uploaded whole on success (S-SI-7)
         yield temporary

@@ -85,7 +85,7 @@ def test_asynchronous_saves_of_several_clients(tmp_path: pathlib.Path) -> None:
 
 
 def test_a_stale_mark_takes_its_orphaned_data_files_along(tmp_path: pathlib.Path) -> None:
-    from dtckpt.format.durable import remove_stale_temporaries
+    from dtckpt.storage.durable import remove_stale_temporaries
 
     for name in (
         "a.index.tempstate12",  # a save of a that never committed

@@ -31,7 +31,7 @@ from dtckpt.checkpoint.state import (
     update_checkpoint_state,
 )
 from dtckpt.format.bundle_writer import BundleWriter
-from dtckpt.format.durable import SHARDED_TEMP_MARKER
+from dtckpt.storage.durable import SHARDED_TEMP_MARKER
 from tests.stress.crash_workloads import MODES, Workload, leftovers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ import numpy as np
 
 import dtckpt
 from dtckpt import dtensor as dd
-from dtckpt.format.durable import is_temporary_name
+from dtckpt.storage.durable import is_temporary_name
 from dtckpt.format.naming import DATA_SUFFIX_RE
 
 verify_bundle: Callable[[str], Any] | None

@@ -21,7 +21,7 @@ import pytest
 import dtckpt
 from dtckpt.cli import main
 from dtckpt.errors import InvalidArgumentError, NotFoundError
-from dtckpt.format.inputs import file_kind, open_input, read_input
+from dtckpt.storage.inputs import file_kind, open_input, read_input
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 

@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dtckpt
-import dtckpt.format.dirlock as dirlock
-import dtckpt.format.durable as durable
+import dtckpt.storage.dirlock as dirlock
+import dtckpt.storage.durable as durable
 from dtckpt.format.bundle_reader import BundleReader
 from dtckpt.format.bundle_writer import BundleWriter
-from dtckpt.format.dirlock import directory_lock
-from dtckpt.format.durable import (
+from dtckpt.storage.dirlock import directory_lock
+from dtckpt.storage.durable import (
     SHARDED_TEMP_MARKER,
     TemporaryFile,
     install,
@@ -440,7 +440,7 @@ def test_threads_take_turns(tmp_path: pathlib.Path) -> None:
 
 _HOLDER = """
 import sys
-from dtckpt.format.dirlock import directory_lock
+from dtckpt.storage.dirlock import directory_lock
 with directory_lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.readline()
