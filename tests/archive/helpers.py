@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+import ml_dtypes
 import numpy as np
 
 import dtckpt
@@ -19,7 +20,7 @@ def save_model(directory: pathlib.Path, name: str = "ckpt", seed: int = 0) -> st
     tensors = {
         "dense/kernel": rng.standard_normal((512, 512)).astype(np.float32),
         "dense/bias": rng.standard_normal(512).astype(np.float32),
-        "embed": rng.standard_normal((64, 96)).astype(np.float32).astype("bfloat16"),
+        "embed": rng.standard_normal((64, 96)).astype(np.float32).astype(ml_dtypes.bfloat16),
         "step": np.int64(42),
         "vocab": np.array([b"alpha", b"beta", b"\xff"], dtype=object),
     }
