@@ -20,13 +20,15 @@ import numpy as np
 from ..checkpoint.collective_restore import RestoreSession
 from ..checkpoint.collective_save import save_collectively
 from ..checkpoint.options import CheckpointOptions
+from ..checkpoint.plans import ObjectReads, check_budget, save_memory, schedule
 from ..comm import world
 from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError, NotFoundError, UnimplementedError
 from ..format.bundle_reader import BundleReader
 from ..mesh import Mesh
+from ..pools import io_threads
 from .tensor import DTensor, as_array, to_dtensor
-from .variable import read_dtensor
+from .variable import plan_dtensor_reads, read_dtensor
 
 __all__ = ["sharded_save", "name_based_save", "name_based_restore"]
 
@@ -67,6 +69,14 @@ def sharded_save(
             )
         values.append((name, value if value is not None else as_array(tensor)))
     options = options or CheckpointOptions()
+    if options.experimental_memory_budget is not None:  # rules R-MB-1, R-MB-3
+        needed = save_memory(values, [True] * len(values), copies=False, writers=io_threads())
+        check_budget(
+            needed,
+            options.experimental_memory_budget,
+            f"saving {os.fspath(file_prefix)}",
+            path=os.fspath(file_prefix),
+        )
     save_collectively(
         os.fspath(file_prefix),
         values,
@@ -132,9 +142,28 @@ def name_based_restore(
     else:
         reader, _ = session.receive()
     with reader:
+        plans = _plan(reader, targets, options.experimental_memory_budget)
         return collections.OrderedDict(
-            (name, read_dtensor(reader, name, value.layout, value.shape)) for name, value in targets
+            (name, read_dtensor(reader, name, value.layout, value.shape, planned=plan.reads))
+            for (name, value), plan in zip(targets, plans, strict=True)
         )
+
+
+def _plan(
+    reader: BundleReader, targets: list[tuple[str, DTensor]], budget: int | None
+) -> list[ObjectReads]:
+    """Each tensor's reads, as a DVariable's restore plans them, within ``budget`` or
+    refused before any value is read (rules R-MB-1, R-MB-4). Every tensor is a new value
+    that stays: the arrays accumulate."""
+
+    def plan(target: tuple[str, DTensor], scratch: int, threads: int) -> ObjectReads:
+        name, value = target
+        reads, at_once = plan_dtensor_reads(
+            reader, name, value.layout, value.shape, target=name, scratch=scratch, threads=threads
+        )
+        return ObjectReads(name, tuple(reads), at_once)
+
+    return schedule(targets, plan, budget, what=f"restoring {reader.prefix}", path=reader.prefix)
 
 
 def _check(reader: BundleReader, name: str, value: DTensor) -> None:
