@@ -30,6 +30,12 @@ def _check_multiclient(result: dict[str, Any]) -> None:
         assert run["collectives_per_save"] == [3]
 
 
+def _check_plans(result: dict[str, Any]) -> None:
+    assert set(result["plans"]) == {"object plan", "name plan", "block plan"}
+    for scenario in result["plans"].values():
+        assert len(scenario["runs"]) == 3 and scenario["exponent"] is not None
+
+
 @pytest.mark.parametrize(
     "script, check",
     [
@@ -40,6 +46,7 @@ def _check_multiclient(result: dict[str, Any]) -> None:
         ("cli_startup.py", None),
         ("archive.py", None),
         ("scaling.py", None),
+        ("plans.py", _check_plans),
     ],
 )
 def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:

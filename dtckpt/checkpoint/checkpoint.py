@@ -60,7 +60,7 @@ from .status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSav
 from .trackable import Trackable
 from .variables import VARIABLE_VALUE_KEY, Variable
 
-__all__ = ["Checkpoint", "add_variable", "resolve_save_path"]
+__all__ = ["Checkpoint", "add_variable", "plan_restore", "resolve_save_path"]
 
 SAVE_COUNTER = "save_counter"
 
@@ -220,7 +220,7 @@ class Checkpoint(AutoTrackable):
             needed = save_memory(
                 tensors, snapshot.stable, copies=options.enable_async, writers=io_threads()
             )
-            check_budget(needed, options.experimental_memory_budget, f"saving {path}", path=path)
+            check_budget(needed, options.experimental_memory_budget, "the save", path=path)
         if options.enable_async:
             # The files are written in the background, whose collectives travel on a
             # communicator of their own (rule P-AS-1). Values that can still change are
@@ -439,7 +439,7 @@ class Checkpoint(AutoTrackable):
             pending,
             lambda obj, scratch, threads: _by_name_reads(reader, obj, scratch, threads),
             budget,
-            what=f"restoring {reader.prefix}",
+            what="the restore",
             path=reader.prefix,
         )
         if dry_run:
@@ -464,6 +464,21 @@ def _by_name_reads(reader: BundleReader, obj: Variable, scratch: int, threads: i
         reader, VARIABLE_VALUE_KEY, obj.full_name, target=obj.name, scratch=scratch, threads=threads
     )
     return ObjectReads(obj.name, tuple(reads), at_once)
+
+
+def plan_restore(
+    checkpoint: Checkpoint, save_path: str, options: CheckpointOptions | None = None
+) -> RestorePlan:
+    """What ``checkpoint.restore(save_path, options)`` would read and allocate, found without
+    reading a value or changing an object (rule R-PL-1): ``restore`` with
+    ``experimental_dry_run=True``. Under ``experimental_memory_budget`` a restore that
+    cannot fit raises :class:`~dtckpt.errors.MemoryBudgetError` here too."""
+    if not isinstance(checkpoint, Checkpoint):
+        raise InvalidArgumentError(f"plan_restore needs a Checkpoint, got {checkpoint!r}")
+    planned = copy.copy(options or CheckpointOptions())
+    planned.experimental_dry_run = True
+    plan: RestorePlan = checkpoint.restore(save_path, planned)
+    return plan
 
 
 def add_variable(

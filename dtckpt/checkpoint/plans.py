@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -48,8 +48,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ValueRead:
+class ValueRead(NamedTuple):
     """One value (or one block of it) reaching one device: what is read and what it costs."""
 
     #: The checkpoint key read.
@@ -89,16 +88,13 @@ class ValueRead:
         return sum(r.length for r in self.ranges)
 
 
-@dataclass(frozen=True)
-class ObjectReads:
+class ObjectReads(NamedTuple):
     """Everything one object reads, as its restore step will run it."""
 
     target: str
     reads: tuple[ValueRead, ...]
     #: Threads reading this object's blocks at once (a DVariable's devices; else 1).
     threads: int = 1
-    #: Bytes of arrays the object drops when it takes its new values.
-    frees: int = 0
 
     @property
     def keeps(self) -> int:
@@ -116,21 +112,22 @@ def whole_read(
 ) -> ValueRead:
     """The plan of ``reader.read(key)``: the whole value, into the object's array or not."""
     cost = reader.read_cost(key, into=into, scratch=scratch)
+    ranges = tuple(cost.ranges)
     return ValueRead(
-        key=key,
-        target=target,
-        device=None,
-        client=0,
-        box=None,
-        needed=sum(r.length for r in cost.ranges),
-        ranges=tuple(cost.ranges),
-        files=tuple(reader.shard_path(r.shard_id) for r in cost.ranges),
-        in_place=into,
-        allocates=cost.allocates,
-        scratch=cost.scratch,
-        scratch_limit=scratch,
-        least_scratch=cost.least_scratch,
-        keeps=keeps and not into,
+        key,
+        target,
+        None,
+        0,
+        None,
+        sum(r.length for r in ranges),
+        ranges,
+        tuple(reader.shard_path(r.shard_id) for r in ranges),
+        into,
+        cost.allocates,
+        cost.scratch,
+        scratch,
+        cost.least_scratch,
+        keeps and not into,
     )
 
 
@@ -406,7 +403,7 @@ class RestorePlan:
                     for path, byte_range in zip(r.files, r.ranges, strict=True):
                         lines.append(
                             f"      {_basename(path)} [{byte_range.offset}, "
-                            f"{byte_range.offset + byte_range.length})"
+                            f"{byte_range.offset + byte_range.length}) {_key(byte_range.key)}"
                         )
         for title, names in (
             ("unmatched objects (no value in the checkpoint)", self.unmatched),
@@ -456,6 +453,16 @@ def _extent(extent: Sequence[int]) -> str:
 
 
 def _key(key: bytes) -> str:
+    """An entry's key as text: a slice key as ``NAME[start:stop,...]`` (its stored slice)."""
+    from ..format.ordered_code import decode_tensor_name_slice
+    from ..format.slices import format_slice
+
+    if key[:1] == b"\x00":
+        try:
+            name, stored = decode_tensor_name_slice(key)
+        except Exception:  # noqa: BLE001 - a key the index accepted but that is no slice key
+            return key.decode("utf-8", "backslashreplace")
+        return f"{name.decode('utf-8', 'backslashreplace')}[{format_slice(stored)}]"
     return key.decode("utf-8", "backslashreplace")
 
 

@@ -341,7 +341,7 @@ class CheckpointPosition:
         step = _Step(self.coordinator)
         try:
             step.match(self.node_id, trackable)
-            step.plan_reads()
+            step.plan_reads(named=True)
             return step.describe(live)
         finally:
             step.unbind()
@@ -360,11 +360,13 @@ class _Step:
         self.coordinator = coordinator
         self.bound = array("q")  # nodes bound by this step, in walk order
         self.with_values = array("q")  # those with attributes
+        self.taken: list[list[tuple[str, str]]] = []  # (name, key) each of them takes
         self.deferrals: list[tuple[Trackable, str, int]] = []
         self.slots: list[tuple[Trackable, str, Trackable]] = []
         self.unused: list[tuple[int, str]] = []
-        #: What each object of ``with_values`` reads, in order (rule R-PL-1).
-        self.planned: list[tuple[int, ObjectReads]] = []
+        #: What each object of ``with_values`` reads, in order, with the (attribute name,
+        #: checkpoint key) pairs it takes (rule R-PL-1).
+        self.planned: list[tuple[int, ObjectReads, list[tuple[str, str]]]] = []
 
     def match(self, node_id: int, trackable: Trackable) -> None:
         """Bind breadth-first and check every stored value against its object (O-RS-2, O-RS-6)."""
@@ -385,7 +387,7 @@ class _Step:
             obj._check_restorable()  # a container a save would refuse (O-TR-7..9)
             if coordinator.graph.has_attributes(node_id):
                 self.with_values.append(node_id)
-                self._check_values(node_id, coordinator.attributes(node_id), obj)
+                self.taken.append(self._check_values(node_id, coordinator.attributes(node_id), obj))
             for child in coordinator.children(node_id):
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
@@ -419,15 +421,18 @@ class _Step:
 
     def _check_values(
         self, node_id: int, attributes: list[SerializedTensor], obj: Trackable
-    ) -> None:
+    ) -> list[tuple[str, str]]:
+        """The (name, key) pairs ``obj`` takes, each checked from the index alone."""
         # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
         # index is consulted here, no value is read.
         reader = self.coordinator.reader
         saved = obj._attribute_names()
+        taken = []
         for attribute in attributes:
             if attribute.name not in saved:
                 self.unused.append((node_id, attribute.name))
                 continue
+            taken.append((attribute.name, attribute.checkpoint_key))
             entry = reader.entry(attribute.checkpoint_key)
             key = attribute.checkpoint_key
             problem = obj._restore_problem(
@@ -438,6 +443,7 @@ class _Step:
                     f"cannot restore {self.coordinator.where(node_id)}: {problem}",
                     key=attribute.checkpoint_key,
                 )
+        return taken
 
     def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:
         """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
@@ -469,56 +475,52 @@ class _Step:
         for variable, slot_name, slot in self.slots:
             variable._slots[slot_name] = slot  # type: ignore[attr-defined]
 
-    def plan_reads(self) -> None:
+    def plan_reads(self, *, named: bool = False) -> None:
         """What each object will read and the memory it takes, from the index alone, within
-        the coordinator's memory budget or refused (rules R-PL-1..3, R-MB-1, R-MB-2)."""
+        the coordinator's memory budget or refused (rules R-PL-1..3, R-MB-1, R-MB-2).
+
+        ``named``: label each read with its object's path (a plan that is shown); a restore
+        that only runs its plan skips spelling out paths.
+        """
         coordinator = self.coordinator
         assigned = list(self._assigned())
 
-        def plan(item: tuple[int, Trackable], scratch: int, threads: int) -> ObjectReads:
-            return self._plan_object(item[0], item[1], scratch, threads)
+        def plan(
+            item: tuple[int, Trackable, list[tuple[str, str]]], scratch: int, threads: int
+        ) -> ObjectReads:
+            node_id, obj, taken = item
+            target = f"(root).{coordinator.paths.path(node_id)}" if named else ""
+            reads: list[ValueRead] = []
+            running = 1
+            for name, key in taken:
+                planned, at_once = obj._plan_checkpoint_read(
+                    coordinator.reader, name, key, target=target, scratch=scratch, threads=threads
+                )
+                reads.extend(planned)
+                running = max(running, at_once)
+            return ObjectReads(target, tuple(reads), running)
 
         planned = schedule(
             assigned,
             plan,
             coordinator.memory_budget,
-            what=f"restoring {coordinator.save_path}",
+            what="the restore",
             path=coordinator.save_path,
         )
         self.planned = [
-            (node_id, reads) for (node_id, _), reads in zip(assigned, planned, strict=True)
+            (node_id, reads, taken)
+            for (node_id, _, taken), reads in zip(assigned, planned, strict=True)
         ]
 
-    def _assigned(self) -> Iterator[tuple[int, Trackable]]:
+    def _assigned(self) -> Iterator[tuple[int, Trackable, list[tuple[str, str]]]]:
         """The objects :meth:`assign` gives values to, in its order."""
         coordinator = self.coordinator
         uid = coordinator.restore_uid
-        for node_id in self.with_values:
+        for node_id, taken in zip(self.with_values, self.taken, strict=True):
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            yield node_id, obj
-
-    def _plan_object(self, node_id: int, obj: Trackable, scratch: int, threads: int) -> ObjectReads:
-        coordinator = self.coordinator
-        saved = obj._attribute_names()
-        target = f"(root).{coordinator.paths.path(node_id)}"
-        reads: list[ValueRead] = []
-        running = 1
-        for attribute in coordinator.attributes(node_id):
-            if attribute.name not in saved:
-                continue
-            planned, at_once = obj._plan_checkpoint_read(
-                coordinator.reader,
-                attribute.name,
-                attribute.checkpoint_key,
-                target=target,
-                scratch=scratch,
-                threads=threads,
-            )
-            reads.extend(planned)
-            running = max(running, at_once)
-        return ObjectReads(target, tuple(reads), running)
+            yield node_id, obj, taken
 
     def describe(self, live: Iterable[tuple[str, Trackable]]) -> RestorePlan:
         """The plan of this step, with what matched nothing (rule R-PL-4)."""
@@ -553,7 +555,7 @@ class _Step:
                     unused.append(attribute.checkpoint_key)
         return RestorePlan(
             coordinator.save_path,
-            [reads for _, reads in self.planned],
+            [reads for _, reads, _ in self.planned],
             unmatched=unmatched,
             unused=unused,
             deferred=deferred,
@@ -566,27 +568,19 @@ class _Step:
         (rules O-RS-4, O-RS-5, R-PL-1)."""
         coordinator = self.coordinator
         uid = coordinator.restore_uid
-        for node_id, plan in self.planned:
+        for node_id, plan, taken in self.planned:
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            saved = obj._attribute_names()
             values = {}
-            for attribute in coordinator.attributes(node_id):
-                if attribute.name not in saved:
-                    continue
-                key = attribute.checkpoint_key
+            for name, key in taken:
+                reads = plan.reads if len(taken) == 1 else [r for r in plan.reads if r.key == key]
                 try:
-                    values[attribute.name] = obj._read_checkpoint_value(
-                        coordinator.reader,
-                        attribute.name,
-                        key,
-                        [r for r in plan.reads if r.key == key],
-                    )
+                    values[name] = obj._read_checkpoint_value(coordinator.reader, name, key, reads)
                 except InvalidArgumentError as exc:
                     raise InvalidArgumentError(
                         f"cannot restore {coordinator.where(node_id)}: {exc.message}",
-                        key=attribute.checkpoint_key,
+                        key=key,
                     ) from None
             obj._restore_from_tensors(values)
         for node_id in self.bound:

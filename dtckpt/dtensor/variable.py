@@ -13,7 +13,6 @@ that block from the checkpoint, whatever layout or mesh wrote it.
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -333,25 +332,30 @@ def plan_dtensor_reads(
     threads: int | None = None,
     devices: Sequence[int] | None = None,
     client_of: Callable[[int], int] | None = None,
+    in_place: bool = False,
 ) -> tuple[list[ValueRead], int]:
     """What :func:`read_dtensor` will read for each device, from the index alone (rules
     R-PL-2, R-MB-2): one read per distinct block, at its first device, and a copy for each
-    replica; and how many reads run at once. ``devices`` defaults to this client's (a plan
-    for a whole mesh passes them all, with ``client_of`` saying whose each is)."""
+    replica; and how many reads run at once. ``devices`` defaults to this client's; a plan
+    for a whole mesh passes them all, with ``client_of`` saying whose each is and
+    ``in_place`` whether the devices' arrays exist to be read into (R-PL-5)."""
     local = devices is None
     chosen = tuple(local_offsets(layout.mesh)) if devices is None else tuple(devices)
     owner = client_of or (lambda _: config.client_id())
-    reusable = _reusable_components(into, layout, len(chosen)) if local else [None] * len(chosen)
+    if local:
+        owned = [c is not None for c in _reusable_components(into, layout, len(chosen))]
+    else:
+        owned = [in_place] * len(chosen)
     old = into.components if local and into is not None else None
     itemsize = reader.dtype_info(key).itemsize
     first: dict[Box, int] = {}
     reads: list[ValueRead] = []
     for index, device in enumerate(chosen):
         box = device_box(layout, shape, device)
-        in_place = reusable[index] is not None
+        into_own = owned[index]
         # A new block stays allocated when the old one is held elsewhere (rule R-PL-3).
         keeps = old is None or owned_bytes(old[index]) < old[index].nbytes
-        if old is not None and not in_place and not item_unshared(old, index):
+        if old is not None and not into_own and not item_unshared(old, index):
             keeps = True
         if box not in first:
             first[box] = index
@@ -363,7 +367,7 @@ def plan_dtensor_reads(
                     box,
                     device=device,
                     client=owner(device),
-                    into=in_place,
+                    into=into_own,
                     keeps=keeps,
                     scratch=scratch,
                 )
@@ -383,12 +387,12 @@ def plan_dtensor_reads(
                 needed=numel * itemsize,
                 ranges=(),
                 files=(),
-                in_place=in_place,
-                allocates=0 if in_place else numel * itemsize,
+                in_place=into_own,
+                allocates=0 if into_own else numel * itemsize,
                 scratch=0,
                 scratch_limit=scratch,
                 least_scratch=0,
-                keeps=keeps and not in_place,
+                keeps=keeps and not into_own,
             )
         )
     at_once = min(io_threads() if threads is None else threads, max(1, len(first)))
@@ -396,7 +400,7 @@ def plan_dtensor_reads(
 
 
 def _with_threads(read: ValueRead, threads: int) -> ValueRead:
-    return dataclasses.replace(read, threads=threads)
+    return read._replace(threads=threads)
 
 
 def _reusable_components(

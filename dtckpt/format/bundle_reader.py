@@ -125,6 +125,7 @@ class BundleReader:
         self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
         self._siblings: list[str] | None = None
+        self._shard_paths: dict[int, str] = {}
         try:
             data = self._source.read_index(self.index_path)
             if data is None:
@@ -226,7 +227,12 @@ class BundleReader:
 
     def shard_path(self, shard_id: int) -> str:
         """The file name of data shard ``shard_id`` (``PREFIX.data-NNNNN-of-MMMMM``)."""
-        return data_filename(self.prefix, shard_id, self.num_shards)
+        path = self._shard_paths.get(shard_id)
+        if path is None:
+            path = self._shard_paths[shard_id] = data_filename(
+                self.prefix, shard_id, self.num_shards
+            )
+        return path
 
     def shard_size(self, shard_id: int) -> int:
         """The size in bytes of data shard ``shard_id``; NotFoundError if it is missing."""
@@ -505,8 +511,13 @@ class BundleReader:
         the index alone (rules F-RD-8, R-PL-2); ``into``: the read is given an ``out``."""
         kb = key_bytes(key)
         entry = self.entry(kb)
-        ranges = self.read_ranges(kb, tensor_slice)
         row = info(entry.dtype)
+        if tensor_slice is None and not entry.slices and not row.is_string:
+            # A plain entry read whole: straight into the result, nothing else allocated.
+            numel = element_count(entry.shape) or 0
+            whole = [ByteRange(entry.shard_id, entry.offset, entry.size, kb)]
+            return ReadCost(whole, 0 if into else numel * row.itemsize, 0, 0)
+        ranges = self.read_ranges(kb, tensor_slice)
         if tensor_slice is None:
             tensor_slice = full_slice(len(entry.shape))
         box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
