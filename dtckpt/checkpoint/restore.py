@@ -363,6 +363,8 @@ class _Step:
         self.taken: list[list[tuple[str, str]]] = []  # (name, key) each of them takes
         self.deferrals: list[tuple[Trackable, str, int]] = []
         self.slots: list[tuple[Trackable, str, Trackable]] = []
+        #: A new slot variable's node -> its variable's node and the slot's name.
+        self.slot_of: dict[int, tuple[int, str]] = {}
         self.unused: list[tuple[int, str]] = []
         #: What each object of ``with_values`` reads, in order, with the (attribute name,
         #: checkpoint key) pairs it takes (rule R-PL-1).
@@ -400,6 +402,7 @@ class _Step:
                 slot = self._new_slot(obj, slot_node)
                 if slot is not None:
                     self.slots.append((obj, slot_name, slot))  # keeps the new slot alive
+                    self.slot_of[slot_node] = (node_id, slot_name)
                     queue.append((slot_node, slot))
 
     def planned_reads(self) -> Iterator[tuple[str, object]]:
@@ -489,7 +492,7 @@ class _Step:
             item: tuple[int, Trackable, list[tuple[str, str]]], scratch: int, threads: int
         ) -> ObjectReads:
             node_id, obj, taken = item
-            target = f"(root).{coordinator.paths.path(node_id)}" if named else ""
+            target = self._label(node_id) if named else ""
             reads: list[ValueRead] = []
             running = 1
             for name, key in taken:
@@ -511,6 +514,13 @@ class _Step:
             (node_id, reads, taken)
             for (node_id, _, taken), reads in zip(assigned, planned, strict=True)
         ]
+
+    def _label(self, node_id: int) -> str:
+        """``(root).a.b``, or ``(root).a.b.slots['m']`` for a new slot variable."""
+        owner = self.slot_of.get(node_id)
+        if owner is not None:
+            return f"{self._label(owner[0])}.slots[{owner[1]!r}]"
+        return f"(root).{self.coordinator.paths.path(node_id)}"
 
     def _assigned(self) -> Iterator[tuple[int, Trackable, list[tuple[str, str]]]]:
         """The objects :meth:`assign` gives values to, in its order."""

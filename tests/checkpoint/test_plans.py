@@ -244,3 +244,25 @@ def test_plans_by_name_too(tmp_path: pathlib.Path, reads: Reads) -> None:
     ckpt.read(prefix)
     assert reads.total == plan.bytes_read == 4000 and v.numpy().min() == 1.0
 
+
+
+def test_slot_variables_are_planned_as_new_arrays_and_a_dry_run_makes_none() -> None:
+    from tests.checkpoint.test_object_goldens import _skeleton, load_golden
+
+    golden = load_golden("og_v1_slots")
+    ckpt = _skeleton(golden)
+    plan = ckpt.read(golden.prefix, options=dtckpt.CheckpointOptions(experimental_dry_run=True))
+    assert ckpt.model.kernel.slots == {}  # a dry run creates no slot variable
+    slots = [r for r in plan.reads if ".OPTIMIZER_SLOT/" in r.key]
+    assert sorted(r.target for r in slots) == [
+        "(root).model.bias.slots['m']",
+        "(root).model.bias.slots['v']",
+        "(root).model.kernel.slots['m']",
+        "(root).model.kernel.slots['v']",
+    ]
+    assert all(not r.in_place and r.keeps and r.allocates == r.needed for r in slots)
+    with traced() as peak:
+        ckpt.read(golden.prefix).assert_consumed()
+    kept = sum(r.allocates for r in plan.reads if r.keeps)
+    assert plan.peak_bytes >= kept and peak[0] >= kept
+    assert sorted(ckpt.model.kernel.slots) == ["m", "v"]
