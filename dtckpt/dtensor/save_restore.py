@@ -28,6 +28,7 @@ from ..checkpoint.plans import (
     schedule,
     whole_read,
 )
+from ..checkpoint.reader import open_bundle
 from ..comm import world
 from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError, NotFoundError, UnimplementedError
@@ -212,7 +213,7 @@ def plan_checkpoint_restore(
     """
     prefix = os.fspath(checkpoint_prefix)
     wanted = dict(layouts or {})
-    with BundleReader(prefix) as reader:
+    with open_bundle(prefix) as reader:  # archives too (rule A-RD-2)
         keys = [k.decode("utf-8", "surrogateescape") for k in reader.keys()]
         by_name = {_short(k): k for k in keys} | {k: k for k in keys}
         chosen: dict[str, Layout] = {}

@@ -123,3 +123,13 @@ def test_the_help_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
         argv = [a.replace("spec/golden", str(GOLDEN)) for a in shlex.split(example)[1:]]
         assert main(argv) == 0, example
     capsys.readouterr()
+
+
+def test_a_checkpoint_in_an_archive(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dtckpt.archive import pack
+
+    archive = str(tmp_path / "dt.dtar")
+    pack(DTENSOR, archive)
+    plan = _json(capsys, archive, "--mesh", "a=4,b=2", "--layout", "model/w=b,a")
+    assert plan["bytes_needed"] == plan["bytes_read"] == 244
+    assert all(f["path"].startswith(archive + "::") for f in plan["files"])
