@@ -8,8 +8,8 @@ Run from anywhere::
     python bench/scaling.py --json bench/results/scaling.json
 
 Each scenario is one shape real programs have (N variables in one list, one dict or one
-module; a chain of N nested modules; one tensor stored as N slices; a mesh of N devices;
-K saves into one directory...), timed at several sizes N, each time the best of a few runs.
+module; a chain of N nested modules; lists and dicts nested N deep; one tensor stored as
+N slices; a mesh of N devices; K saves into one directory...), timed at several sizes N, each time the best of a few runs.
 The growth exponent is the slope of log(time) over log(N), fitted over all sizes ("fit")
 and between the two largest ("top"): 1 is linear, 2 quadratic. An exponent above 1.15
 is flagged; with ``--quick`` an exponent above 1.3 fails the run (exit status 1), the one
@@ -135,6 +135,22 @@ def _model(lib: Any, kind: str, n: int, zero: bool = False) -> Any:
             node.child = child
             node = child
         node.v = var(7)
+    elif kind == "nest":
+        # Lists and dicts in turn, N deep, the variable at the bottom.
+        top: Any = []
+        inner = top
+        for level in range(n):
+            deeper: Any = {} if level % 2 else []
+            if isinstance(inner, list):
+                inner.append(deeper)
+            else:
+                inner["c"] = deeper
+            inner = deeper
+        if isinstance(inner, list):
+            inner.append(var(7))
+        else:
+            inner["v"] = var(7)
+        root.items = top
     else:
         raise ValueError(kind)
     return root
@@ -438,6 +454,8 @@ SCENARIOS = [
              OBJECT_SIZES, OBJECT_QUICK, restore_setup("shared"), restore_setup("shared")),
     Scenario("chain_restore", "restore a chain of N nested modules", OBJECT_SIZES,
              OBJECT_QUICK, restore_setup("chain"), restore_setup("chain")),
+    Scenario("nest_restore", "restore through lists and dicts nested N deep", OBJECT_SIZES,
+             OBJECT_QUICK, restore_setup("nest"), restore_setup("nest")),
     Scenario("list_deferred", "restore, then assign a list of N variables", OBJECT_SIZES,
              OBJECT_QUICK, deferred_setup("list"), deferred_setup("list")),
     Scenario("dict_deferred", "restore, then assign a dict of N variables", OBJECT_SIZES,
@@ -452,6 +470,8 @@ SCENARIOS = [
              OBJECT_QUICK, write_setup("attrs"), write_setup("attrs")),
     Scenario("chain_write", "write a chain of N nested modules", OBJECT_SIZES, OBJECT_QUICK,
              write_setup("chain"), write_setup("chain")),
+    Scenario("nest_write", "write lists and dicts nested N deep", OBJECT_SIZES, OBJECT_QUICK,
+             write_setup("nest"), write_setup("nest")),
     Scenario("saves", "N Checkpoint.save calls into one directory", (250, 1_000, 4_000),
              (100, 400, 1_600), saves_setup, saves_setup),
     Scenario("manager", "N CheckpointManager.save calls (max_to_keep=5)", (250, 1_000, 4_000),

@@ -89,3 +89,19 @@ def test_multiclient_model_runs(tmp_path: pathlib.Path) -> None:
     assert [r["clients"] for r in rows] == [64, 128, 256, 512, 1024]
     # TensorFlow's rule has one client write the whole data-parallel checkpoint.
     assert all(r["lowest_share_of_busiest"] == 1.0 for r in rows)
+
+
+def test_memory_benchmark_runs(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "memory.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "memory.py"), "--quick", "--dir", str(tmp_path),
+         "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    for question in ("restore", "save", "async"):
+        assert f"dtckpt-{question}" in results
+    assert results["dtckpt-restore"]["correct"] and results["dtckpt-async"]["correct"]

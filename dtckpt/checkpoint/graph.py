@@ -100,6 +100,25 @@ class Walk:
             index = self.parent[index]
         return tuple(reversed(names))
 
+    def key_prefix(self, index: int, known: dict[int, str]) -> str:
+        """The escaped object path of node ``index`` (rule O-GR-2), from ``known`` ones.
+
+        The path is built from the nearest ancestor already in ``known`` and stored
+        there, so nested containers that each hold a value cost the length of the
+        keys they produce, not depth times that (keys are what the index holds anyway).
+        """
+        names = []
+        node = index
+        while node > 0 and node not in known:
+            names.append(self.name[node])
+            node = self.parent[node]
+        prefix = known.get(node, "")
+        if names:
+            tail = "/".join(escape_local_name(name) for name in reversed(names))
+            prefix = f"{prefix}/{tail}" if prefix else tail
+        known[index] = prefix
+        return prefix
+
 
 def breadth_first(
     root: Trackable, attached: dict[str, Trackable] | None = None, *, keep_children: bool = False
@@ -169,6 +188,7 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
     nodes = []
     tensors: list[tuple[str, np.ndarray]] = []
     stable: list[bool] = []
+    known: dict[int, str] = {}  # escaped paths of the nodes keys were made under
     for node_id, obj in enumerate(walk.objects):
         children = tuple(
             ObjectReference(ids[id(child)], name) for name, child in walk.children[node_id].items()
@@ -176,7 +196,9 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
         attributes = []
         values = obj._serialize_to_tensors()
         if values:
-            prefix = object_path(walk.path(node_id))
+            if walk.parent[node_id] > 0:
+                walk.key_prefix(walk.parent[node_id], known)  # kept for the siblings' keys
+            prefix = walk.key_prefix(node_id, known)
             full_name = obj.full_name if isinstance(obj, Variable) else ""  # rule O-GR-4
             for name, value in values.items():
                 escaped = escape_local_name(name)

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..comm import world
 from ..comm.agree import run_on_root
+from ..errors import NotFoundError
 from ..format.dirlock import directory_lock
 from .checkpoint import Checkpoint
 from .options import COLLECTIVE_TIMEOUT, CheckpointOptions
@@ -64,6 +65,7 @@ INDEX_SUFFIX = ".index"  # rule C-MG-8
 #: Rule C-MG-8: a checkpoint's files; ASCII digits only, the prefix taken literally (S-MG-2).
 _CHECKPOINT_FILE = re.compile(r"(.+)(?:\.index|\.data-[0-9]{5}-of-[0-9]{5})", re.DOTALL)
 RECOVERY_CLOCK_MARGIN = 1.0  # rule C-MG-1: a fresh manager starts one second in the past
+RESUME_ATTEMPTS = 5  # rule C-MG-9: latest checkpoints tried when another writer prunes them
 
 
 @dataclass(frozen=True)
@@ -411,8 +413,22 @@ class CheckpointManager:
         """
         self.sync()
         latest = self.latest_checkpoint
-        if latest is not None:
-            self._checkpoint.restore(latest)
+        for attempt in range(1, RESUME_ATTEMPTS + 1):
+            if latest is None:
+                break
+            try:
+                self._checkpoint.restore(latest)
+            except NotFoundError:
+                # Another writer in this directory pruned it after the state file was
+                # read (C-MG-10). The restore changed nothing (rule F-RD-9): carry on from
+                # whatever the state file names now, if that is another checkpoint.
+                newer = self._state_latest()
+                if attempt == RESUME_ATTEMPTS or newer is None or newer == latest:
+                    raise
+                _LOG.warning("%s was deleted before it could be read; restoring %s", latest, newer)
+                with self._lock:
+                    self._latest_checkpoint = latest = newer
+                continue
             if self._checkpoint_interval is not None:
                 self._last_checkpoint_step = _numpy_value(self._step_counter)
             return latest
@@ -420,6 +436,17 @@ class CheckpointManager:
             self._init_fn()
             _LOG.info("Customized initialization is done through the passed `init_fn`.")
         return None
+
+    def _state_latest(self) -> str | None:
+        """The newest checkpoint the state file names now (read by the root for all)."""
+        directory = self._directory
+        state = run_on_root(
+            world(),
+            lambda: get_checkpoint_state(directory),
+            timeout=COLLECTIVE_TIMEOUT,
+            what=f"CheckpointManager({directory!r}).restore_or_initialize",
+        )
+        return None if state is None else str(state.model_checkpoint_path)
 
     def sync(self) -> None:
         """Wait for a pending async save (and its bookkeeping); re-raise its error."""

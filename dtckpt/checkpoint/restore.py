@@ -446,6 +446,9 @@ class _Step:
                     f"cannot restore {self.coordinator.where(node_id)}: {problem}",
                     key=attribute.checkpoint_key,
                 )
+            # Its data files opened and its bytes found inside them (rule F-RD-9): held
+            # open until the step ends, so that a checkpoint pruned meanwhile still reads.
+            reader.check_stored(key)
         return taken
 
     def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:

@@ -542,6 +542,31 @@ class BundleReader:
             least = max(least, row_bytes)
         return ReadCost(ranges, allocates, peak, least)
 
+    def check_stored(self, key: str | bytes) -> None:
+        """Open the data files holding ``key``'s bytes and check that they lie inside them,
+        reading none of them (rule F-RD-9).
+
+        A restore calls this for every value before it changes anything: a missing or
+        truncated data file then fails the restore while nothing has changed, and a file
+        unlinked afterwards (an old checkpoint pruned by another writer) stays readable
+        through the descriptor held until :meth:`close_files`.
+        """
+        kb = key_bytes(key)
+        entry = self.entry(kb)
+        if not entry.slices:
+            self._check_span(kb, entry)
+            return
+        for piece in self.read_ranges(kb):
+            shard = self._shard(piece.shard_id, piece.key)
+            if piece.offset + piece.length > shard.size:
+                raise OutOfRangeError(
+                    f"entry needs bytes [{piece.offset}, {piece.offset + piece.length}) but the "
+                    f"data file holds {shard.size} bytes (truncated?)",
+                    path=shard.path,
+                    key=piece.key,
+                    offset=piece.offset,
+                )
+
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
     ) -> SliceIndex[tuple[BundleEntry, bytes]]:

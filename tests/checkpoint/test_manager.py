@@ -234,6 +234,28 @@ def test_restore_or_initialize_calls_init_fn_when_empty(tmp_path: pathlib.Path) 
     assert no_init.restore_or_initialize() is None
 
 
+def test_restore_or_initialize_follows_a_checkpoint_pruned_by_another_writer(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = dtckpt.CheckpointManager(make_checkpoint(scale=1.0), tmp_path, 1)
+    writer.save()
+    resuming = dtckpt.CheckpointManager(make_checkpoint(scale=0.0), tmp_path, 1)
+    stale = resuming.latest_checkpoint
+    # Before the resuming manager opens it, the other writer saves anew and prunes it.
+    newest_values = make_checkpoint(scale=5.0)
+    writer._checkpoint.m.w.assign(newest_values.m.w.numpy())
+    newest = writer.save()
+    assert stale is not None and not os.path.exists(stale + ".index")
+    assert resuming.restore_or_initialize() == newest
+    assert_same_array(resuming._checkpoint.m.w.numpy(), newest_values.m.w.numpy())
+    # A state file naming a checkpoint that is gone for good still fails, typed.
+    for name in os.listdir(tmp_path):
+        if name.startswith(os.path.basename(newest) + "."):
+            os.unlink(tmp_path / name)
+    with pytest.raises(dtckpt.errors.NotFoundError):
+        dtckpt.CheckpointManager(make_checkpoint(), tmp_path, 1).restore_or_initialize()
+
+
 def test_restore_or_initialize_restores_the_latest(tmp_path: pathlib.Path) -> None:
     original = make_checkpoint(scale=3.0)
     step = dtckpt.Variable(np.int64(40))

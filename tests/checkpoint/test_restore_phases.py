@@ -68,6 +68,24 @@ def test_damage_found_while_reading_raises(tmp_path: pathlib.Path) -> None:
     assert not target.b.numpy().any() and not view.any()
 
 
+def test_missing_or_short_data_file_found_before_anything_changes(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = _write(tmp_path)
+    data = path + ".data-00000-of-00001"
+    with dtckpt.BundleReader(path) as reader:
+        end_of_b = reader.entry("m/b/.ATTRIBUTES/VARIABLE_VALUE").offset + 16
+    os.truncate(data, end_of_b - 1)  # m/b's last byte gone; m/a (read first) still whole
+    target = _model(0.0, 0.0)
+    with pytest.raises(dtckpt.errors.OutOfRangeError, match="truncated"):
+        dtckpt.Checkpoint(m=target).read(path)
+    assert not target.a.numpy().any() and not target.b.numpy().any()
+    os.unlink(data)
+    with pytest.raises(dtckpt.errors.NotFoundError, match="data file is missing"):
+        dtckpt.Checkpoint(m=target).read(path)
+    assert not target.a.numpy().any() and not target.b.numpy().any()
+
+
 def test_missing_key_found_before_reading(tmp_path: pathlib.Path) -> None:
     path = _write(tmp_path)
     # A bundle whose object graph names a key it does not hold (m/b's value).

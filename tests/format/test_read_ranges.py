@@ -90,3 +90,32 @@ def test_a_whole_entry_is_one_range(tmp_path: pathlib.Path) -> None:
         assert reader.read_ranges("s") == [
             bundle_reader.ByteRange(entry.shard_id, entry.offset, entry.size, b"s")
         ]
+
+
+def test_check_stored_holds_the_data_files_it_checked(tmp_path: pathlib.Path) -> None:
+    prefix = str(tmp_path / "b")
+    full = _slices(prefix)
+    with BundleReader(prefix) as reader:
+        reader.check_stored("w")
+        reader.check_stored("s")
+        # Unlinked after the check (another writer pruning it): still read through the
+        # descriptors the check holds (rule F-RD-9).
+        (tmp_path / "b.data-00000-of-00001").unlink()
+        assert np.array_equal(reader.read("w"), full)
+        assert reader.read("s") == 2.0
+        reader.close_files()
+        with pytest.raises(dtckpt.errors.NotFoundError, match="data file is missing"):
+            reader.check_stored("w")
+
+
+def test_check_stored_refuses_a_short_data_file(tmp_path: pathlib.Path) -> None:
+    prefix = str(tmp_path / "b")
+    _slices(prefix)
+    data = tmp_path / "b.data-00000-of-00001"
+    with BundleReader(prefix) as reader:
+        last = max(reader.read_ranges("w") + reader.read_ranges("s"), key=lambda r: r.offset)
+    data.write_bytes(data.read_bytes()[: last.offset + last.length - 1])
+    with BundleReader(prefix) as reader:
+        with pytest.raises(dtckpt.errors.OutOfRangeError, match="truncated") as info:
+            reader.check_stored(last.key if last.key == b"s" else "w")
+        assert info.value.offset == last.offset

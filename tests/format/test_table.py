@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dtckpt.errors import DataLossError, UnimplementedError
 from dtckpt.format.crc import crc32c, mask
 from dtckpt.format.table import (
+    shared_prefix,
     FOOTER_SIZE,
     decode_block,
     decode_table,
@@ -124,3 +125,23 @@ def test_corrupt_block_restart_count() -> None:
         decode_block(b"\x00\x00\x00\x00\xff\xff\x00\x00")
     with pytest.raises(DataLossError):
         decode_block(b"\x05\x01\x01a")  # shared > previous key, no room for restarts
+
+
+def _shared_naive(a: bytes, b: bytes) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    common=st.binary(max_size=300),
+    a=st.binary(max_size=40),
+    b=st.binary(max_size=40),
+)
+def test_shared_prefix_matches_a_byte_by_byte_count(common: bytes, a: bytes, b: bytes) -> None:
+    # Long common parts take the big-integer path, short ones the loop; both are exact,
+    # zero bytes included (a leading zero byte must not vanish from the integers).
+    for x, y in ((common + a, common + b), (a, b), (common, common + b), (b"\0" + common, a)):
+        assert shared_prefix(x, y) == _shared_naive(x, y)
