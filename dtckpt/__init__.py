@@ -33,6 +33,8 @@ _EXPORTS = {
     "load_checkpoint": ".checkpoint.reader",
     "load_variable": ".checkpoint.checkpoint_utils",
     "merge_v2_checkpoints": ".checkpoint.raw_ops",
+    "plan_restore": ".checkpoint.checkpoint",
+    "RestorePlan": ".checkpoint.plans",
     "restore_v2": ".checkpoint.raw_ops",
     "save_v2": ".checkpoint.raw_ops",
 }
@@ -58,6 +60,8 @@ __all__ = [
     "load_checkpoint",
     "load_variable",
     "merge_v2_checkpoints",
+    "plan_restore",
+    "RestorePlan",
     "restore_v2",
     "save_v2",
     "__version__",
@@ -65,12 +69,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import archive, dtensor, errors, interop, train
-    from .checkpoint.checkpoint import Checkpoint
+    from .checkpoint.checkpoint import Checkpoint, plan_restore
     from .checkpoint.checkpoint_utils import load_variable
     from .checkpoint.data_structures import NoDependency
     from .checkpoint.manager import CheckpointManager
     from .checkpoint.module import Module
     from .checkpoint.options import CheckpointOptions
+    from .checkpoint.plans import RestorePlan
     from .checkpoint.raw_ops import merge_v2_checkpoints, restore_v2, save_v2
     from .checkpoint.reader import CheckpointReader, list_variables, load_checkpoint
     from .checkpoint.state import latest_checkpoint

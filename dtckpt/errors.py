@@ -28,6 +28,7 @@ __all__ = [
     "UntrackedObjectWarning",
     "DeadlineExceededError",
     "ResourceExhaustedError",
+    "MemoryBudgetError",
     "PermissionDeniedError",
     "UnavailableError",
     "UnknownError",
@@ -172,6 +173,55 @@ class DeadlineExceededError(CheckpointError, TimeoutError):
 
 class ResourceExhaustedError(CheckpointError, OSError):
     """Out of disk space, quota or memory (TF's ``RESOURCE_EXHAUSTED``: ``ENOSPC``...)."""
+
+
+class MemoryBudgetError(ResourceExhaustedError):
+    """A save or restore would need more memory than ``experimental_memory_budget``.
+
+    Raised before anything is read or written (rule R-MB-1); ``needed`` is the smallest
+    budget under which the same work runs, ``budget`` the one given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: int | None = None,
+        budget: int | None = None,
+        path: str | None = None,
+        key: str | bytes | None = None,
+        offset: int | None = None,
+        client: int | None = None,
+    ) -> None:
+        self.needed = needed
+        self.budget = budget
+        super().__init__(message, path=path, key=key, offset=offset, client=client)
+
+    def located(
+        self, *, path: str | None = None, key: str | bytes | None = None, base_offset: int = 0
+    ) -> MemoryBudgetError:
+        located = super().located(path=path, key=key, base_offset=base_offset)
+        located.needed, located.budget = self.needed, self.budget
+        return located
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_budget,
+            (self.message, self.needed, self.budget, self.path, self.key, self.client),
+        )
+
+
+def _rebuild_budget(
+    message: str,
+    needed: int | None,
+    budget: int | None,
+    path: str | None,
+    key: str | bytes | None,
+    client: int | None,
+) -> MemoryBudgetError:
+    return MemoryBudgetError(
+        message, needed=needed, budget=budget, path=path, key=key, client=client
+    )
 
 
 class PermissionDeniedError(CheckpointError, PermissionError):

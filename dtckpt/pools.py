@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["pool", "in_pool_thread", "submit_save", "collect", "CORES"]
+__all__ = ["pool", "in_pool_thread", "io_threads", "submit_save", "collect", "CORES"]
 
 #: Cores this process may use.
 CORES = max(1, os.cpu_count() or 1)
@@ -62,6 +62,11 @@ class _Pool(ThreadPoolExecutor):
         except BaseException as exc:  # noqa: BLE001 - handed to the future, as a pool does
             future.set_exception(exc)
         return future
+
+
+def io_threads() -> int:
+    """How many threads the ``io`` pool runs at once (what a plan counts on)."""
+    return _SIZES["io"]
 
 
 def pool(name: str) -> ThreadPoolExecutor:

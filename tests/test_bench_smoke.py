@@ -39,6 +39,12 @@ def _check_object_store(result: dict[str, Any]) -> None:
     assert result["resharding"]["ratio"] <= 1.1
 
 
+def _check_plans(result: dict[str, Any]) -> None:
+    assert set(result["plans"]) == {"object plan", "name plan", "block plan"}
+    for scenario in result["plans"].values():
+        assert len(scenario["runs"]) == 3 and scenario["exponent"] is not None
+
+
 @pytest.mark.parametrize(
     "script, check",
     [
@@ -50,6 +56,7 @@ def _check_object_store(result: dict[str, Any]) -> None:
         ("archive.py", None),
         ("scaling.py", None),
         ("object_store.py", _check_object_store),
+        ("plans.py", _check_plans),
     ],
 )
 def test_benchmark_quick_run(script: str, check: Any, tmp_path: pathlib.Path) -> None:

@@ -45,7 +45,7 @@ from ..errors import (
 )
 from ..format.bundle_reader import BundleReader
 from ..format.object_graph import ObjectGraphView, encode_object_graph
-from ..pools import collect, submit_save
+from ..pools import collect, io_threads, submit_save
 from ..storage.urls import is_url
 from ..storage.urls import resolve as resolve_url
 from .collective_restore import RestoreSession
@@ -53,6 +53,7 @@ from .collective_save import graph_tensor, save_collectively
 from .graph import OBJECT_GRAPH_PROTO_KEY, breadth_first, build_graph
 from .module import AutoTrackable
 from .options import CheckpointOptions
+from .plans import ObjectReads, RestorePlan, check_budget, save_memory, schedule
 from .reader import open_bundle, resolve_checkpoint_path, resolve_save_path
 from .restore import CheckpointPosition, RestoreCoordinator
 from .sharded import is_sharded
@@ -61,7 +62,7 @@ from .status import CheckpointLoadStatus, InitializationOnlyStatus, NameBasedSav
 from .trackable import Trackable
 from .variables import VARIABLE_VALUE_KEY, Variable
 
-__all__ = ["Checkpoint", "add_variable", "resolve_save_path"]
+__all__ = ["Checkpoint", "add_variable", "plan_restore", "resolve_save_path"]
 
 SAVE_COUNTER = "save_counter"
 
@@ -217,6 +218,11 @@ class Checkpoint(AutoTrackable):
         tensors = snapshot.tensors
         callbacks = list(options.experimental_write_callbacks)
         comm = world()
+        if options.experimental_memory_budget is not None:  # rules R-MB-1, R-MB-3
+            needed = save_memory(
+                tensors, snapshot.stable, copies=options.enable_async, writers=io_threads()
+            )
+            check_budget(needed, options.experimental_memory_budget, "the save", path=path)
         if options.enable_async:
             # The files are written in the background, whose collectives travel on a
             # communicator of their own (rule P-AS-1). Values that can still change are
@@ -263,6 +269,8 @@ class Checkpoint(AutoTrackable):
         self._wait()
         options = options or CheckpointOptions()
         path = os.fspath(save_path)
+        if options.experimental_dry_run:
+            return self._plan(path, options)
         session = RestoreSession(
             world(),
             path,
@@ -272,7 +280,7 @@ class Checkpoint(AutoTrackable):
         if not session.reads_index:
             reader, raw = session.receive()
             if raw is None:
-                return self._restore_by_name(reader)
+                return self._restore_by_name(reader, options)
             return self._read_graph(reader, raw, path, options, session)
         try:
             reader, raw = self._open_for_read(path)
@@ -281,8 +289,38 @@ class Checkpoint(AutoTrackable):
             raise
         if raw is None:
             session.share(reader, None, ())  # by name: every entry to every client
-            return self._restore_by_name(reader)
+            return self._restore_by_name(reader, options)
         return self._read_graph(reader, raw, path, options, session)
+
+    def _plan(self, path: str, options: CheckpointOptions) -> RestorePlan:
+        """Rule R-PL-1: the plan ``read(path, options)`` would run, from the index alone.
+
+        Every client plans its own devices, without a collective; nothing is bound,
+        deferred, created or read.
+        """
+        reader, raw = self._open_for_read(path)
+        with reader:
+            if raw is None:
+                planned: RestorePlan = self._restore_by_name(reader, options, dry_run=True)
+                return planned
+            graph = ObjectGraphView(raw)
+            coordinator = RestoreCoordinator(
+                reader,
+                graph,
+                path,
+                root=self.root,
+                attached=self._attached(),
+                skip_slot_variables=options.experimental_skip_slot_variables,
+                memory_budget=options.experimental_memory_budget,
+                clients=world().size,
+            )
+            coordinator.expect_partial = True  # a plan warns about nothing
+            walk = breadth_first(self.root, self._attached())
+            live = (
+                ("(root)" + "".join(f".{n}" for n in walk.path(i)), obj)
+                for i, obj in enumerate(walk.objects)
+            )
+            return CheckpointPosition(coordinator, 0).plan(self.root, live)
 
     def _open_for_read(self, path: str) -> tuple[BundleReader, bytes | None]:
         """The bundle at ``path`` and its object graph's bytes (``None``: restore by name)."""
@@ -333,6 +371,8 @@ class Checkpoint(AutoTrackable):
                 attached=self._attached(),
                 skip_slot_variables=options.experimental_skip_slot_variables,
                 on_error=located,
+                memory_budget=options.experimental_memory_budget,
+                clients=session.comm.size,
             )
 
             def share(step: Any) -> None:  # checked, not yet assigned: tell the others
@@ -360,14 +400,19 @@ class Checkpoint(AutoTrackable):
                 "Please double-check that the path is correct. You may be missing the "
                 "checkpoint suffix (e.g. the '-1' in 'path/to/ckpt-1')."
             ) from exc
-        self._maybe_create_save_counter()
+        if not (options is not None and options.experimental_dry_run):
+            self._maybe_create_save_counter()
         return status
 
-    def _restore_by_name(self, reader: BundleReader) -> NameBasedSaverStatus:
+    def _restore_by_name(
+        self, reader: BundleReader, options: CheckpointOptions, *, dry_run: bool = False
+    ) -> Any:
         """Rule O-RS-8: a checkpoint without object graph restores by variable name.
 
         Every variable whose name is a key takes that value (several variables
         may share a name); ``save_counter`` is optional, as TF1 checkpoints lack it.
+        The values are planned, then read one at a time as planned (rules R-PL-1, R-MB-1);
+        with ``dry_run`` the plan is returned instead.
         """
         keys = {k.decode("utf-8", "surrogateescape") for k in reader.keys()}
         used: set[str] = set()
@@ -391,9 +436,51 @@ class Checkpoint(AutoTrackable):
                 used.add(obj.full_name)
             elif obj is not self._self_save_counter:
                 missing.append(obj.full_name)
-        for obj in pending:
-            obj._restore_from_tensors({VARIABLE_VALUE_KEY: reader.read(obj.full_name)})
+        budget = options.experimental_memory_budget
+        plans = schedule(
+            pending,
+            lambda obj, scratch, threads: _by_name_reads(reader, obj, scratch, threads),
+            budget,
+            what="the restore",
+            path=reader.prefix,
+        )
+        if dry_run:
+            return RestorePlan(
+                reader.prefix,
+                plans,
+                unmatched=missing,
+                unused=sorted(keys - used),
+                budget=budget,
+                clients=world().size,
+            )
+        for obj, plan in zip(pending, plans, strict=True):
+            value = obj._read_checkpoint_value(
+                reader, VARIABLE_VALUE_KEY, obj.full_name, plan.reads
+            )
+            obj._restore_from_tensors({VARIABLE_VALUE_KEY: value})
         return NameBasedSaverStatus(missing, sorted(keys - used))
+
+
+def _by_name_reads(reader: BundleReader, obj: Variable, scratch: int, threads: int) -> ObjectReads:
+    reads, at_once = obj._plan_checkpoint_read(
+        reader, VARIABLE_VALUE_KEY, obj.full_name, target=obj.name, scratch=scratch, threads=threads
+    )
+    return ObjectReads(obj.name, tuple(reads), at_once)
+
+
+def plan_restore(
+    checkpoint: Checkpoint, save_path: str, options: CheckpointOptions | None = None
+) -> RestorePlan:
+    """What ``checkpoint.restore(save_path, options)`` would read and allocate, found without
+    reading a value or changing an object (rule R-PL-1): ``restore`` with
+    ``experimental_dry_run=True``. Under ``experimental_memory_budget`` a restore that
+    cannot fit raises :class:`~dtckpt.errors.MemoryBudgetError` here too."""
+    if not isinstance(checkpoint, Checkpoint):
+        raise InvalidArgumentError(f"plan_restore needs a Checkpoint, got {checkpoint!r}")
+    planned = copy.copy(options or CheckpointOptions())
+    planned.experimental_dry_run = True
+    plan: RestorePlan = checkpoint.restore(save_path, planned)
+    return plan
 
 
 def add_variable(

@@ -18,6 +18,14 @@ clients (spec/multiclient.md): ``experimental_writers`` picks who writes a
 replicated block, ``"lowest"`` (TensorFlow's rule, the default) or
 ``"balanced"`` (rule P-WR-1); ``experimental_collective_timeout`` is the
 deadline of each collective step in seconds (rule P-CM-2), 1800 by default.
+
+Two more (spec/plans.md): ``experimental_memory_budget`` bounds, in bytes, the
+memory a save or restore may allocate beyond what the objects hold (rules
+R-MB-1..4): the work is streamed within it, or refused before anything is read
+or written with a :class:`~dtckpt.errors.MemoryBudgetError` naming the smallest
+budget that works. ``experimental_dry_run=True`` makes ``read``/``restore``
+return the :class:`~dtckpt.checkpoint.plans.RestorePlan` the restore would run,
+reading no tensor and changing no object (rule R-PL-1).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import copy
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from ..errors import InvalidArgumentError
 
@@ -50,6 +60,8 @@ class CheckpointOptions:
         "experimental_fsync",
         "experimental_writers",
         "experimental_collective_timeout",
+        "experimental_memory_budget",
+        "experimental_dry_run",
     )
 
     def __init__(
@@ -63,6 +75,8 @@ class CheckpointOptions:
         experimental_fsync: bool = True,
         experimental_writers: str = "lowest",
         experimental_collective_timeout: float = COLLECTIVE_TIMEOUT,
+        experimental_memory_budget: int | None = None,
+        experimental_dry_run: bool = False,
     ) -> None:
         self.experimental_io_device = experimental_io_device
         self.enable_async = bool(experimental_enable_async_checkpoint or enable_async)
@@ -93,6 +107,19 @@ class CheckpointOptions:
                 f"experimental_collective_timeout must be positive seconds, not {timeout}"
             )
         self.experimental_collective_timeout = timeout
+        budget = experimental_memory_budget
+        if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+                raise InvalidArgumentError(
+                    f"experimental_memory_budget must be a number of bytes, not {budget!r}"
+                )
+            budget = int(budget)
+            if budget < 0:
+                raise InvalidArgumentError(
+                    f"experimental_memory_budget must be at least 0 bytes, not {budget}"
+                )
+        self.experimental_memory_budget: int | None = budget
+        self.experimental_dry_run = bool(experimental_dry_run)
 
     def __copy__(self) -> CheckpointOptions:
         new = CheckpointOptions.__new__(CheckpointOptions)

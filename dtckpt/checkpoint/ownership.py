@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attribute_unshared", "item_unshared", "writable_in_place"]
+__all__ = ["attribute_unshared", "item_unshared", "owned_bytes", "writable_in_place"]
 
 
 def _attribute_count(obj: Any, name: str) -> int:
@@ -54,3 +54,13 @@ def writable_in_place(array: Any) -> bool:
         and array.flags.writeable
         and array.dtype != object
     )
+
+
+def owned_bytes(array: Any) -> int:
+    """The bytes dropping ``array`` can free: those of the array owning its memory (0 for
+    memory NumPy does not own, such as a map or a ``bytes`` object)."""
+    while isinstance(array, np.ndarray) and isinstance(array.base, np.ndarray):
+        array = array.base
+    if not isinstance(array, np.ndarray) or array.base is not None:
+        return 0
+    return int(array.nbytes)

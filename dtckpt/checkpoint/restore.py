@@ -33,7 +33,7 @@ import logging
 import weakref
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from ..dtypes import info
 from ..errors import CheckpointError, InvalidArgumentError
 from ..format.bundle_reader import BundleReader
 from ..format.object_graph import ObjectGraphView, ObjectReference, SerializedTensor
+from .plans import ObjectReads, RestorePlan, ValueRead, schedule
 from .trackable import Trackable
 
 __all__ = ["CheckpointPosition", "RestoreCoordinator", "NodePaths"]
@@ -73,8 +74,12 @@ class RestoreCoordinator:
         attached: dict[str, Trackable],
         skip_slot_variables: bool = False,
         on_error: Callable[[CheckpointError], CheckpointError] = lambda exc: exc,
+        memory_budget: int | None = None,
+        clients: int = 1,
     ) -> None:
         self.reader = reader
+        self.memory_budget = memory_budget  # rules R-MB-1..3
+        self.clients = clients
         self.graph = graph
         self.save_path = save_path
         self.restore_uid = next(_UIDS)
@@ -318,6 +323,7 @@ class CheckpointPosition:
         try:
             try:
                 step.match(self.node_id, trackable)
+                step.plan_reads()  # rules R-PL-1, R-MB-1: refused here, nothing changed
                 if after_match is not None:
                     after_match(step)
             except BaseException:
@@ -327,6 +333,19 @@ class CheckpointPosition:
             step.assign()
         finally:
             self.coordinator.reader.close_files()  # reopened by a later deferred restore
+
+    def plan(self, trackable: Trackable, live: Iterable[tuple[str, Trackable]]) -> RestorePlan:
+        """The plan :meth:`restore` would run, found by the same match, then undone: no
+        object is bound or changed and no value read (rule R-PL-1). ``live`` lists the
+        objects that exist, with their paths, to name the ones nothing matches."""
+        step = _Step(self.coordinator)
+        try:
+            step.match(self.node_id, trackable)
+            step.plan_reads(named=True)
+            return step.describe(live)
+        finally:
+            step.unbind()
+            self.coordinator.reader.close_files()
 
 
 class _Step:
@@ -341,9 +360,15 @@ class _Step:
         self.coordinator = coordinator
         self.bound = array("q")  # nodes bound by this step, in walk order
         self.with_values = array("q")  # those with attributes
+        self.taken: list[list[tuple[str, str]]] = []  # (name, key) each of them takes
         self.deferrals: list[tuple[Trackable, str, int]] = []
         self.slots: list[tuple[Trackable, str, Trackable]] = []
+        #: A new slot variable's node -> its variable's node and the slot's name.
+        self.slot_of: dict[int, tuple[int, str]] = {}
         self.unused: list[tuple[int, str]] = []
+        #: What each object of ``with_values`` reads, in order, with the (attribute name,
+        #: checkpoint key) pairs it takes (rule R-PL-1).
+        self.planned: list[tuple[int, ObjectReads, list[tuple[str, str]]]] = []
 
     def match(self, node_id: int, trackable: Trackable) -> None:
         """Bind breadth-first and check every stored value against its object (O-RS-2, O-RS-6)."""
@@ -364,7 +389,7 @@ class _Step:
             obj._check_restorable()  # a container a save would refuse (O-TR-7..9)
             if coordinator.graph.has_attributes(node_id):
                 self.with_values.append(node_id)
-                self._check_values(node_id, coordinator.attributes(node_id), obj)
+                self.taken.append(self._check_values(node_id, coordinator.attributes(node_id), obj))
             for child in coordinator.children(node_id):
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
@@ -377,6 +402,7 @@ class _Step:
                 slot = self._new_slot(obj, slot_node)
                 if slot is not None:
                     self.slots.append((obj, slot_name, slot))  # keeps the new slot alive
+                    self.slot_of[slot_node] = (node_id, slot_name)
                     queue.append((slot_node, slot))
 
     def planned_reads(self) -> Iterator[tuple[str, object]]:
@@ -398,15 +424,18 @@ class _Step:
 
     def _check_values(
         self, node_id: int, attributes: list[SerializedTensor], obj: Trackable
-    ) -> None:
+    ) -> list[tuple[str, str]]:
+        """The (name, key) pairs ``obj`` takes, each checked from the index alone."""
         # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
         # index is consulted here, no value is read.
         reader = self.coordinator.reader
         saved = obj._attribute_names()
+        taken = []
         for attribute in attributes:
             if attribute.name not in saved:
                 self.unused.append((node_id, attribute.name))
                 continue
+            taken.append((attribute.name, attribute.checkpoint_key))
             entry = reader.entry(attribute.checkpoint_key)
             key = attribute.checkpoint_key
             problem = obj._restore_problem(
@@ -420,6 +449,7 @@ class _Step:
             # Its data files opened and its bytes found inside them (rule F-RD-9): held
             # open until the step ends, so that a checkpoint pruned meanwhile still reads.
             reader.check_stored(key)
+        return taken
 
     def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:
         """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
@@ -437,8 +467,10 @@ class _Step:
             return None
         entry = self.coordinator.reader.entry(attributes[0].checkpoint_key)
         row = info(entry.dtype)
-        placeholder = np.zeros(tuple(entry.shape), dtype=row.numpy)
-        return Variable(placeholder, name=attributes[0].full_name or None, trainable=False)
+        # Zeros that take no memory: the restore reads the slot's value into a new array
+        # (rule R-PL-3), and a plan that only looks allocates nothing.
+        placeholder = np.broadcast_to(np.zeros((), dtype=row.numpy), tuple(entry.shape))
+        return Variable._holding(placeholder, name=attributes[0].full_name or None, trainable=False)
 
     def commit(self) -> None:
         """Everything checked: record unused values, deferred positions and slots."""
@@ -449,27 +481,119 @@ class _Step:
         for variable, slot_name, slot in self.slots:
             variable._slots[slot_name] = slot  # type: ignore[attr-defined]
 
-    def assign(self) -> None:
-        """Read each object's values and hand them over, one object at a time (O-RS-4, -5)."""
+    def plan_reads(self, *, named: bool = False) -> None:
+        """What each object will read and the memory it takes, from the index alone, within
+        the coordinator's memory budget or refused (rules R-PL-1..3, R-MB-1, R-MB-2).
+
+        ``named``: label each read with its object's path (a plan that is shown); a restore
+        that only runs its plan skips spelling out paths.
+        """
+        coordinator = self.coordinator
+        assigned = list(self._assigned())
+
+        def plan(
+            item: tuple[int, Trackable, list[tuple[str, str]]], scratch: int, threads: int
+        ) -> ObjectReads:
+            node_id, obj, taken = item
+            target = self._label(node_id) if named else ""
+            reads: list[ValueRead] = []
+            running = 1
+            for name, key in taken:
+                planned, at_once = obj._plan_checkpoint_read(
+                    coordinator.reader, name, key, target=target, scratch=scratch, threads=threads
+                )
+                reads.extend(planned)
+                running = max(running, at_once)
+            return ObjectReads(target, tuple(reads), running)
+
+        planned = schedule(
+            assigned,
+            plan,
+            coordinator.memory_budget,
+            what="the restore",
+            path=coordinator.save_path,
+        )
+        self.planned = [
+            (node_id, reads, taken)
+            for (node_id, _, taken), reads in zip(assigned, planned, strict=True)
+        ]
+
+    def _label(self, node_id: int) -> str:
+        """``(root).a.b``, or ``(root).a.b.slots['m']`` for a new slot variable."""
+        owner = self.slot_of.get(node_id)
+        if owner is not None:
+            return f"{self._label(owner[0])}.slots[{owner[1]!r}]"
+        return f"(root).{self.coordinator.paths.path(node_id)}"
+
+    def _assigned(self) -> Iterator[tuple[int, Trackable, list[tuple[str, str]]]]:
+        """The objects :meth:`assign` gives values to, in its order."""
         coordinator = self.coordinator
         uid = coordinator.restore_uid
-        for node_id in self.with_values:
+        for node_id, taken in zip(self.with_values, self.taken, strict=True):
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            saved = obj._attribute_names()
-            values = {}
+            yield node_id, obj, taken
+
+    def describe(self, live: Iterable[tuple[str, Trackable]]) -> RestorePlan:
+        """The plan of this step, with what matched nothing (rule R-PL-4)."""
+        coordinator = self.coordinator
+        graph = coordinator.graph
+        bound = {id(coordinator.bound_object(n)) for n in self.bound}
+        unmatched = [path for path, obj in live if id(obj) not in bound and obj._attribute_names()]
+        waiting = bytearray(len(graph))  # nodes under a deferred position
+        queue = deque(node_id for _, _, node_id in self.deferrals)
+        for node_id in queue:
+            waiting[node_id] = 1
+        while queue:
+            for child in coordinator.children(queue.popleft()):
+                if not waiting[child.node_id] and not coordinator.bound[child.node_id]:
+                    waiting[child.node_id] = 1
+                    queue.append(child.node_id)
+        skipped = coordinator.slot_nodes if coordinator.skip_slot_variables else set()
+        unused: list[str] = []
+        deferred: list[str] = []
+        for node_id in range(len(graph)):
+            if coordinator.bound[node_id] or not graph.has_attributes(node_id):
+                continue
+            if node_id in skipped:
+                continue
+            keys = [a.checkpoint_key for a in coordinator.attributes(node_id)]
+            unused.extend(keys)
+            if waiting[node_id]:
+                deferred.extend(keys)
+        for node_id, name in self.unused:
             for attribute in coordinator.attributes(node_id):
-                if attribute.name not in saved:
-                    continue
+                if attribute.name == name:
+                    unused.append(attribute.checkpoint_key)
+        return RestorePlan(
+            coordinator.save_path,
+            [reads for _, reads, _ in self.planned],
+            unmatched=unmatched,
+            unused=unused,
+            deferred=deferred,
+            budget=coordinator.memory_budget,
+            clients=coordinator.clients,
+        )
+
+    def assign(self) -> None:
+        """Read each object's values as planned and hand them over, one object at a time
+        (rules O-RS-4, O-RS-5, R-PL-1)."""
+        coordinator = self.coordinator
+        uid = coordinator.restore_uid
+        for node_id, plan, taken in self.planned:
+            obj = coordinator.bound_object(node_id)
+            if obj is None or obj._self_update_uid > uid:
+                continue  # a newer restore already set this object (rule O-RS-5)
+            values = {}
+            for name, key in taken:
+                reads = plan.reads if len(taken) == 1 else [r for r in plan.reads if r.key == key]
                 try:
-                    values[attribute.name] = obj._read_checkpoint_value(
-                        coordinator.reader, attribute.name, attribute.checkpoint_key
-                    )
+                    values[name] = obj._read_checkpoint_value(coordinator.reader, name, key, reads)
                 except InvalidArgumentError as exc:
                     raise InvalidArgumentError(
                         f"cannot restore {coordinator.where(node_id)}: {exc.message}",
-                        key=attribute.checkpoint_key,
+                        key=key,
                     ) from None
             obj._restore_from_tensors(values)
         for node_id in self.bound:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from .plans import ValueRead
     from .restore import CheckpointPosition
 
 __all__ = [
@@ -237,9 +238,24 @@ class Trackable:
         """
         return None
 
-    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
-        """Read one attribute's value; sharded objects read only the blocks they need."""
-        return reader.read(key)
+    def _plan_checkpoint_read(
+        self, reader: Any, name: str, key: str, *, target: str, scratch: int, threads: int
+    ) -> tuple[list[ValueRead], int]:
+        """How :meth:`_read_checkpoint_value` will read ``key``, from the index alone (rule
+        R-PL-2): the reads, and how many of them run at once (at most ``threads``).
+
+        By default the value is read whole into a new array that the object keeps.
+        """
+        from .plans import whole_read
+
+        return [whole_read(reader, key, target, into=False, keeps=True, scratch=scratch)], 1
+
+    def _read_checkpoint_value(
+        self, reader: Any, name: str, key: str, planned: Sequence[ValueRead] = ()
+    ) -> Any:
+        """Read one attribute's value as ``planned`` (rule R-PL-1); sharded objects read
+        only the blocks they need."""
+        return reader.read(key, scratch=planned[0].scratch_limit) if planned else reader.read(key)
 
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         """Take restored values, read after :meth:`_restore_problem` found none."""

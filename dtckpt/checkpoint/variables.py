@@ -7,14 +7,17 @@ Its checkpointed attribute is ``VARIABLE_VALUE``; the object graph records its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..dtypes import info, type_string
 from ..errors import CheckpointError, InvalidArgumentError
+from ..format.bundle_reader import READ_SCRATCH
 from ..format.bundle_writer import as_tensor
-from .ownership import attribute_unshared, writable_in_place
+from .ownership import attribute_unshared, owned_bytes, writable_in_place
+from .plans import ValueRead, whole_read
 from .trackable import Trackable
 
 __all__ = ["Variable", "VariableRef", "VARIABLE_VALUE_KEY"]
@@ -59,6 +62,17 @@ class Variable(Trackable):
         self._shared_name = "Variable" if name is None else str(name).split(":")[0]
         self._trainable = bool(trainable)
         self._slots: dict[str, Variable] = {}
+
+    @classmethod
+    def _holding(cls, array: np.ndarray, *, name: str | None, trainable: bool) -> Variable:
+        """A variable holding ``array`` itself, not a copy (a restore's new slot variable,
+        whose placeholder takes no memory; rule R-PL-3)."""
+        made: Variable = object.__new__(cls)
+        made._value = array
+        made._shared_name = "Variable" if name is None else str(name).split(":")[0]
+        made._trainable = bool(trainable)
+        made._slots = {}
+        return made
 
     # -- tf.Variable surface -----------------------------------------------------
     @property
@@ -264,16 +278,32 @@ class Variable(Trackable):
             )
         return None
 
-    def _read_checkpoint_value(self, reader: Any, name: str, key: str) -> Any:
+    def _plan_checkpoint_read(
+        self, reader: Any, name: str, key: str, *, target: str, scratch: int, threads: int
+    ) -> tuple[list[ValueRead], int]:
+        """Into the variable's own array when nothing else refers to it (rule O-RS-15);
+        else into a new array, which stays allocated when the old one is held elsewhere
+        (rule R-PL-3)."""
+        unshared = attribute_unshared(self, "_value")
+        into = name == VARIABLE_VALUE_KEY and unshared and writable_in_place(self._value)
+        keeps = not unshared or owned_bytes(self._value) < self._value.nbytes
+        return [whole_read(reader, key, target, into=into, keeps=keeps, scratch=scratch)], 1
+
+    def _read_checkpoint_value(
+        self, reader: Any, name: str, key: str, planned: Sequence[ValueRead] = ()
+    ) -> Any:
         """Read straight into the variable's array when nothing else refers to it (rule
-        O-RS-15): a restore then needs no second copy of the value."""
+        O-RS-15), as ``planned`` says: a restore then needs no second copy of the value."""
+        scratch = planned[0].scratch_limit if planned else READ_SCRATCH
+        in_place = planned[0].in_place if planned else True
         if (
-            name == VARIABLE_VALUE_KEY
+            in_place
+            and name == VARIABLE_VALUE_KEY
             and writable_in_place(self._value)
             and attribute_unshared(self, "_value")
         ):
             try:
-                return reader.read(key, out=self._value)
+                return reader.read(key, out=self._value, scratch=scratch)
             except CheckpointError as exc:
                 raise type(exc)(
                     f"{exc.message} (read in place: {self.name} now holds the bytes read)",
@@ -282,7 +312,7 @@ class Variable(Trackable):
                     offset=exc.offset,
                     client=exc.client,
                 ) from None
-        return reader.read(key)
+        return reader.read(key, scratch=scratch)
 
     def _restore_from_tensors(self, tensors: dict[str, np.ndarray]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)

@@ -5,6 +5,7 @@
     dtckpt inspect PATH          the header, every tensor, the totals; --tree the object graph
     dtckpt verify PATH           every checksum, data shard and slice; exit 1 on any problem
     dtckpt diff A B              tensor by tensor: what is only in one, what changed, by how much
+    dtckpt explain PATH          what a restore reads per device, and the memory it takes
     dtckpt convert SRC DST       to and from .npz and .safetensors
     dtckpt pack PATH ARCHIVE     a checkpoint in one compressed file; unpack ARCHIVE DIR
     dtckpt demo DIR              save, inspect, verify and reshard-restore a DTensor checkpoint
@@ -22,12 +23,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import archive, convert, demo, diff, inspect, verify
+from . import archive, convert, demo, diff, explain, inspect, verify
 from ._term import Terminal
 
 __all__ = ["main"]
 
-_COMMANDS = (inspect, verify, diff, convert, archive, demo)
+_COMMANDS = (inspect, verify, diff, explain, convert, archive, demo)
 
 
 def _common_options(*, top_level: bool) -> argparse.ArgumentParser:

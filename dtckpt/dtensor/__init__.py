@@ -60,7 +60,12 @@ from .config import (
     set_num_local_devices,
 )
 from .mesh_util import barrier, create_distributed_mesh, create_mesh
-from .save_restore import name_based_restore, name_based_save, sharded_save
+from .save_restore import (
+    name_based_restore,
+    name_based_save,
+    plan_checkpoint_restore,
+    sharded_save,
+)
 from .tensor import DTensor
 from .variable import DVariable
 
@@ -103,6 +108,7 @@ __all__ = [
     "num_local_devices",
     "numpy_util",
     "pack",
+    "plan_checkpoint_restore",
     "preferred_device_type",
     "relayout",
     "relayout_like",

@@ -14,22 +14,29 @@ that block from the checkpoint, whatever layout or mesh wrote it.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..checkpoint.ownership import attribute_unshared, item_unshared, writable_in_place
+from ..checkpoint.ownership import (
+    attribute_unshared,
+    item_unshared,
+    owned_bytes,
+    writable_in_place,
+)
+from ..checkpoint.plans import ValueRead, box_read
 from ..checkpoint.variables import VARIABLE_VALUE_KEY, Variable
 from ..dtypes import info, type_string
 from ..errors import InvalidArgumentError
-from ..format.bundle_reader import BundleReader
+from ..format.bundle_reader import READ_SCRATCH, BundleReader
 from ..mesh import Layout, device_box, local_offsets
-from ..pools import pool
+from ..pools import io_threads, pool
+from . import config
 from .api import relayout
 from .tensor import DTensor, as_array, to_dtensor
 
-__all__ = ["DVariable", "read_dtensor"]
+__all__ = ["DVariable", "plan_dtensor_reads", "read_dtensor"]
 
 Box = tuple[tuple[int, int], ...]
 
@@ -225,12 +232,31 @@ class DVariable(Variable):
             )
         return None
 
-    def _read_checkpoint_value(self, reader: BundleReader, name: str, key: str) -> Any:
+    def _plan_checkpoint_read(
+        self, reader: Any, name: str, key: str, *, target: str, scratch: int, threads: int
+    ) -> tuple[list[ValueRead], int]:
+        """Each distinct block of this client's devices, and the replicas copied from it
+        (rules D-VA-1, R-PL-2), in place where :meth:`_read_checkpoint_value` will be."""
+        into = self._dvalue if attribute_unshared(self, "_dvalue") else None
+        return plan_dtensor_reads(
+            reader,
+            key,
+            self.layout,
+            self.shape,
+            target=target,
+            into=into,
+            scratch=scratch,
+            threads=threads,
+        )
+
+    def _read_checkpoint_value(
+        self, reader: BundleReader, name: str, key: str, planned: Sequence[ValueRead] = ()
+    ) -> Any:
         """Read only the blocks this client's devices need under this variable's layout
         (rules D-VA-1, P-RS-1), into the variable's own arrays where nothing else refers
-        to them (rule O-RS-15)."""
+        to them (rule O-RS-15), as ``planned`` (rule R-PL-1)."""
         into = self._dvalue if attribute_unshared(self, "_dvalue") else None
-        return read_dtensor(reader, key, self.layout, self.shape, into=into)
+        return read_dtensor(reader, key, self.layout, self.shape, into=into, planned=planned)
 
     def _restore_from_tensors(self, tensors: dict[str, Any]) -> None:
         value = tensors.get(VARIABLE_VALUE_KEY)
@@ -247,24 +273,36 @@ def read_dtensor(
     layout: Layout,
     shape: tuple[int, ...],
     into: DTensor | None = None,
+    planned: Sequence[ValueRead] = (),
 ) -> DTensor:
     """Tensor ``key`` of a checkpoint as a DTensor with ``layout``: each distinct block of
     this client's devices read once, whatever layout or mesh wrote it (rule D-VA-1).
 
     With ``into`` (a DTensor of the same layout, held by nothing else), a component that
     nothing else refers to is read into in place (rule O-RS-15); ``into`` itself is
-    returned when every one was.
+    returned when every one was. ``planned`` (from :func:`plan_dtensor_reads`) sets which
+    blocks go in place, the scratch limit and the threads (rules R-PL-1, R-MB-2).
     """
     devices = local_offsets(layout.mesh)
     wanted = [device_box(layout, shape, device) for device in devices]
     reusable = _reusable_components(into, layout, len(wanted))
+    by_device = {r.device: r for r in planned if r.ranges or r.box is not None}
+    threads = max((r.threads for r in planned), default=io_threads())
     first: dict[Box, int] = {}
     for index, box in enumerate(wanted):
         first.setdefault(box, index)
-    jobs = [(box, reusable[index]) for box, index in first.items()]
+    jobs = []
+    for box, index in first.items():
+        plan = by_device.get(devices[index])
+        out = reusable[index] if plan is None or plan.in_place else None
+        jobs.append((box, out, READ_SCRATCH if plan is None else plan.scratch_limit))
+
+    def run(job: tuple[Box, np.ndarray | None, int]) -> np.ndarray:
+        return reader.read_slice(key, job[0], out=job[1], scratch=job[2])
+
     # Blocks are read on several threads: file reads and checksums release the
     # GIL, so the devices' reads overlap as they would on real hardware.
-    read = pool("io").map(lambda job: reader.read_slice(key, job[0], out=job[1]), jobs)
+    read = pool("io").map(run, jobs) if threads > 1 and len(jobs) > 1 else map(run, jobs)
     blocks = dict(zip(first, read, strict=True))
     components = []
     for index, box in enumerate(wanted):
@@ -280,6 +318,89 @@ def read_dtensor(
     if into is not None and all(a is b for a, b in zip(components, into.components, strict=True)):
         return into
     return DTensor(components, layout, shape)
+
+
+def plan_dtensor_reads(
+    reader: BundleReader,
+    key: str,
+    layout: Layout,
+    shape: tuple[int, ...],
+    *,
+    target: str,
+    into: DTensor | None = None,
+    scratch: int = READ_SCRATCH,
+    threads: int | None = None,
+    devices: Sequence[int] | None = None,
+    client_of: Callable[[int], int] | None = None,
+    in_place: bool = False,
+) -> tuple[list[ValueRead], int]:
+    """What :func:`read_dtensor` will read for each device, from the index alone (rules
+    R-PL-2, R-MB-2): one read per distinct block, at its first device, and a copy for each
+    replica; and how many reads run at once. ``devices`` defaults to this client's; a plan
+    for a whole mesh passes them all, with ``client_of`` saying whose each is and
+    ``in_place`` whether the devices' arrays exist to be read into (R-PL-5)."""
+    local = devices is None
+    chosen = tuple(local_offsets(layout.mesh)) if devices is None else tuple(devices)
+    owner = client_of or (lambda _: config.client_id())
+    if local:
+        owned = [c is not None for c in _reusable_components(into, layout, len(chosen))]
+    else:
+        owned = [in_place] * len(chosen)
+    old = into.components if local and into is not None else None
+    itemsize = reader.dtype_info(key).itemsize
+    first: dict[Box, int] = {}
+    reads: list[ValueRead] = []
+    for index, device in enumerate(chosen):
+        box = device_box(layout, shape, device)
+        into_own = owned[index]
+        # A new block stays allocated when the old one is held elsewhere (rule R-PL-3).
+        keeps = old is None or owned_bytes(old[index]) < old[index].nbytes
+        if old is not None and not into_own and not item_unshared(old, index):
+            keeps = True
+        if box not in first:
+            first[box] = index
+            reads.append(
+                box_read(
+                    reader,
+                    key,
+                    target,
+                    box,
+                    device=device,
+                    client=owner(device),
+                    into=into_own,
+                    keeps=keeps,
+                    scratch=scratch,
+                )
+            )
+            continue
+        numel = 1
+        for _, length in box:
+            numel *= length
+        source = chosen[first[box]]
+        reads.append(
+            ValueRead(
+                key=key,
+                target=f"{target} (replica of device {source})",
+                device=device,
+                client=owner(device),
+                box=box,
+                needed=numel * itemsize,
+                ranges=(),
+                files=(),
+                in_place=into_own,
+                allocates=0 if into_own else numel * itemsize,
+                scratch=0,
+                scratch_limit=scratch,
+                least_scratch=0,
+                keeps=keeps and not into_own,
+            )
+        )
+    at_once = min(io_threads() if threads is None else threads, max(1, len(first)))
+    return [r if r.threads == at_once else _with_threads(r, at_once) for r in reads], at_once
+
+
+def _with_threads(read: ValueRead, threads: int) -> ValueRead:
+    return read._replace(threads=threads)
 
 
 def _reusable_components(

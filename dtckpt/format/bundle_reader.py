@@ -52,11 +52,15 @@ from .streams import BundleSource, ShardFile, source_for
 from .strings import decode_string_tensor
 from .tiling import tiling_problem
 
-__all__ = ["BundleReader", "ByteRange", "MAX_RANK"]
+__all__ = ["BundleReader", "ByteRange", "ReadCost", "MAX_RANK", "READ_SCRATCH"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
 _INT64_MAX = (1 << 63) - 1
 #: Data files of the same prefix named in the message about a missing one, at most.
 _SHOWN_SIBLINGS = 8
+#: Largest temporary buffer a read of part of a tensor uses by default: a stored slice
+#: whose bytes cannot land straight in the result is streamed through it, whole rows
+#: (dimension 0) at a time (rule R-MB-2).
+READ_SCRATCH = 16 << 20
 
 
 def _show(key: bytes) -> str:
@@ -74,6 +78,21 @@ class ByteRange(NamedTuple):
     offset: int
     length: int
     key: bytes
+
+
+class ReadCost(NamedTuple):
+    """What one read takes, found from the index alone (rules F-RD-8, R-PL-2).
+
+    ``allocates`` is the size of the array the read returns when it is given no ``out``
+    (0 with one); ``scratch`` the peak of the temporary buffers it uses beside it; and
+    ``least_scratch`` the smallest scratch limit under which it can still run (one row of
+    the widest stored slice it streams).
+    """
+
+    ranges: list[ByteRange]
+    allocates: int
+    scratch: int
+    least_scratch: int
 
 
 class BundleReader:
@@ -106,6 +125,7 @@ class BundleReader:
         self._boxes: dict[bytes, SliceIndex[tuple[BundleEntry, bytes]]] = {}
         self._open_lock = threading.Lock()
         self._siblings: list[str] | None = None
+        self._shard_paths: dict[int, str] = {}
         try:
             data = self._source.read_index(self.index_path)
             if data is None:
@@ -207,7 +227,12 @@ class BundleReader:
 
     def shard_path(self, shard_id: int) -> str:
         """The file name of data shard ``shard_id`` (``PREFIX.data-NNNNN-of-MMMMM``)."""
-        return data_filename(self.prefix, shard_id, self.num_shards)
+        path = self._shard_paths.get(shard_id)
+        if path is None:
+            path = self._shard_paths[shard_id] = data_filename(
+                self.prefix, shard_id, self.num_shards
+            )
+        return path
 
     def shard_size(self, shard_id: int) -> int:
         """The size in bytes of data shard ``shard_id``; NotFoundError if it is missing."""
@@ -285,17 +310,20 @@ class BundleReader:
         return mapped
 
     # -- reading -------------------------------------------------------------
-    def read(self, key: str | bytes, out: np.ndarray | None = None) -> np.ndarray:
+    def read(
+        self, key: str | bytes, out: np.ndarray | None = None, *, scratch: int = READ_SCRATCH
+    ) -> np.ndarray:
         """The whole tensor stored under ``key`` (assembled from slices if needed).
 
         With ``out`` (a writeable, C-contiguous array of the tensor's shape and dtype) the
         tensor is read straight into it and ``out`` is returned: no other array is made.
-        A checksum that fails leaves ``out`` holding what was read.
+        A checksum that fails leaves ``out`` holding what was read. ``scratch`` as for
+        :meth:`read_slice`.
         """
         kb = key_bytes(key)
         entry = self.entry(kb)
         if entry.slices:
-            return self.read_slice(kb, full_slice(len(entry.shape)), out=out)
+            return self.read_slice(kb, full_slice(len(entry.shape)), out=out, scratch=scratch)
         if out is None:
             return self._read_entry(kb, entry)
         row = info(entry.dtype)
@@ -381,10 +409,17 @@ class BundleReader:
         return array
 
     def read_slice(
-        self, key: str | bytes, tensor_slice: TensorSlice, out: np.ndarray | None = None
+        self,
+        key: str | bytes,
+        tensor_slice: TensorSlice,
+        out: np.ndarray | None = None,
+        *,
+        scratch: int = READ_SCRATCH,
     ) -> np.ndarray:
         """The box ``tensor_slice`` of tensor ``key``, reading only what overlaps it;
-        ``out`` as for :meth:`read`."""
+        ``out`` as for :meth:`read`. A stored slice that cannot be read straight into
+        the result goes through a buffer of at most ``scratch`` bytes (at least one of
+        its rows; rule R-MB-2)."""
         kb = key_bytes(key)
         entry = self.entry(kb)
         row = info(entry.dtype)
@@ -418,7 +453,7 @@ class BundleReader:
         if out is None:
             out = np.empty(shape, dtype=row.numpy)
         for stored_box, stored_entry, stored_key, overlap in pieces:
-            self._paste(out, box, stored_box, stored_entry, stored_key, overlap, row)
+            self._paste(out, box, stored_box, stored_entry, stored_key, overlap, row, scratch)
         big = self.header.endianness != _HOST_ORDER
         if big and row.swap_width:
             if given:
@@ -463,6 +498,49 @@ class BundleReader:
                     )  # fmt: skip
                 )
         return ranges
+
+    def read_cost(
+        self,
+        key: str | bytes,
+        tensor_slice: TensorSlice | None = None,
+        *,
+        into: bool = False,
+        scratch: int = READ_SCRATCH,
+    ) -> ReadCost:
+        """The bytes ``read``/``read_slice`` will take and the memory they will use, from
+        the index alone (rules F-RD-8, R-PL-2); ``into``: the read is given an ``out``."""
+        kb = key_bytes(key)
+        entry = self.entry(kb)
+        row = info(entry.dtype)
+        if tensor_slice is None and not entry.slices and not row.is_string:
+            # A plain entry read whole: straight into the result, nothing else allocated.
+            numel = element_count(entry.shape) or 0
+            whole = [ByteRange(entry.shard_id, entry.offset, entry.size, kb)]
+            return ReadCost(whole, 0 if into else numel * row.itemsize, 0, 0)
+        ranges = self.read_ranges(kb, tensor_slice)
+        if tensor_slice is None:
+            tensor_slice = full_slice(len(entry.shape))
+        box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
+        shape = tuple(n for _, n in box)
+        numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if row.is_string:
+            # The stored bytes, then one Python bytes object per element (their headers,
+            # about 33 bytes each, are an estimate) in an object array.
+            stored = sum(r.length for r in ranges)
+            return ReadCost(ranges, stored + numel * (8 + 33), stored, stored)
+        allocates = 0 if into else numel * row.itemsize
+        stored_boxes = self._stored_boxes(kb, entry)
+        if stored_boxes.exact(box) is not None:
+            return ReadCost(ranges, allocates, 0, 0)
+        peak = least = 0
+        for stored_box, _, overlap in stored_boxes.overlapping(box):
+            mode, first, count, row_bytes = _piece_mode(box, shape, stored_box, overlap, row)
+            if mode == _DIRECT:
+                continue
+            per_chunk = max(1, scratch // row_bytes) if row_bytes else count
+            peak = max(peak, min(count, per_chunk) * row_bytes)
+            least = max(least, row_bytes)
+        return ReadCost(ranges, allocates, peak, least)
 
     def check_stored(self, key: str | bytes) -> None:
         """Open the data files holding ``key``'s bytes and check that they lie inside them,
@@ -542,48 +620,86 @@ class BundleReader:
         key: bytes,
         overlap: tuple[tuple[int, int], ...],
         row: DTypeInfo,
+        scratch: int,
     ) -> None:
         rel = tuple(o - s for (o, _), (s, _) in zip(overlap, stored_box, strict=True))
         extent = tuple(n for _, n in overlap)
         dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
-        stored_shape = tuple(n for _, n in stored_box)
         if row.is_string:
             values = self._read_entry(key, entry)
             src_index = tuple(slice(r, r + e) for r, e in zip(rel, extent, strict=True))
             dst_index = tuple(slice(d, d + e) for d, e in zip(dst_origin, extent, strict=True))
             out[dst_index] = values[src_index]
             return
+        mode, first, count, row_bytes = _piece_mode(box, out.shape, stored_box, overlap, row)
+        if mode == _DIRECT:
+            start = int(np.ravel_multi_index(dst_origin, out.shape)) if out.ndim else 0
+            flat = out.reshape(-1)[start : start + int(np.prod(extent, dtype=np.int64))]
+            self._read_entry(key, entry, out=flat)
+            return
+        # Rows (dimension 0) of the stored slice are streamed through one buffer of at most
+        # ``scratch`` bytes (rule R-MB-2). When every row is needed, every byte of the entry
+        # is read, and its checksum is extended chunk by chunk and compared at the end
+        # (F-RD-3); otherwise only the needed rows are read, unverified (F-RD-6).
+        shard = self._check_span(key, entry)
+        per_chunk = max(1, scratch // row_bytes) if row_bytes else max(1, count)
+        buffer = np.empty(min(count, per_chunk) * row_bytes, dtype=np.uint8)
         itemsize = row.itemsize
-        rows = _partial_rows(stored_box, overlap, row)
-        if rows is None:
-            # Every row of the stored slice is needed, so every byte of it is
-            # read anyway: read it whole and verify its checksum.
-            if extent == stored_shape and _is_contiguous_box(out.shape, dst_origin, extent):
-                start = int(np.ravel_multi_index(dst_origin, out.shape)) if out.ndim else 0
-                flat = out.reshape(-1)[start : start + int(np.prod(extent, dtype=np.int64))]
-                self._read_entry(key, entry, out=flat)
-                return
-            src = self._read_entry(key, entry, out=np.empty(stored_shape, dtype=row.numpy))
-            src_bytes = src.reshape(-1).view(np.uint8)
-            src_shape, src_origin = stored_shape, rel
-        else:
-            # Only the rows (along dim 0) that overlap are read; no checksum,
-            # since the entry's CRC covers bytes we deliberately skip (rule F-RD-6).
-            shard = self._check_span(key, entry)
-            start, length = rows
-            src_bytes = np.empty(length, dtype=np.uint8)
-            shard.read_into(src_bytes, entry.offset + start)
-            src_shape = (extent[0],) + stored_shape[1:]
-            src_origin = (0,) + rel[1:]
-        kernels.sized(src_bytes.size).copy_box(
-            src_bytes,
-            _bytes_shape(src_shape, itemsize),
-            _bytes_origin(src_origin, itemsize),
-            out.reshape(-1).view(np.uint8),
-            _bytes_shape(out.shape, itemsize),
-            _bytes_origin(dst_origin, itemsize),
-            _bytes_shape(extent, itemsize),
-        )
+        stored_inner = tuple(n for _, n in stored_box[1:])
+        copier = kernels.sized(buffer.size)
+        crc = 0
+        done = 0
+        while done < count:
+            n = min(per_chunk, count - done)
+            chunk = buffer[: n * row_bytes]
+            shard.read_into(chunk, entry.offset + (first + done) * row_bytes)
+            if mode == _WHOLE:
+                crc = crc32c(chunk.data, crc)
+            copier.copy_box(
+                chunk,
+                _bytes_shape((n,) + stored_inner, itemsize),
+                _bytes_origin((0,) + rel[1:], itemsize),
+                out.reshape(-1).view(np.uint8),
+                _bytes_shape(out.shape, itemsize),
+                _bytes_origin((dst_origin[0] + done,) + dst_origin[1:], itemsize),
+                _bytes_shape((n,) + extent[1:], itemsize),
+            )
+            done += n
+        if mode == _WHOLE and crc != unmask(entry.crc32c):
+            raise DataLossError(
+                "Checksum does not match: stored "
+                f"{unmask(entry.crc32c):#010x} vs. calculated on the restored bytes {crc:#010x}",
+                path=shard.path,
+                key=key,
+                offset=entry.offset,
+            )
+
+
+#: How a stored slice reaches a read's result (rule R-MB-2): straight into it, or streamed
+#: by rows through a buffer, every row (checksum verified) or the needed ones.
+_DIRECT, _WHOLE, _ROWS = 0, 1, 2
+
+
+def _piece_mode(
+    box: tuple[tuple[int, int], ...],
+    out_shape: tuple[int, ...],
+    stored_box: tuple[tuple[int, int], ...],
+    overlap: tuple[tuple[int, int], ...],
+    row: DTypeInfo,
+) -> tuple[int, int, int, int]:
+    """``(mode, first_row, rows, row_bytes)`` of one piece of a read (rules F-RD-6, R-MB-2)."""
+    extent = tuple(n for _, n in overlap)
+    stored_shape = tuple(n for _, n in stored_box)
+    dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
+    row_bytes = row.itemsize
+    for n in stored_shape[1:]:
+        row_bytes *= n
+    rows = _partial_rows(stored_box, overlap, row)
+    if rows is None:
+        if extent == stored_shape and _is_contiguous_box(out_shape, dst_origin, extent):
+            return _DIRECT, 0, stored_shape[0] if stored_shape else 1, row_bytes
+        return _WHOLE, 0, stored_shape[0] if stored_shape else 1, row_bytes
+    return _ROWS, overlap[0][0] - stored_box[0][0], overlap[0][1], row_bytes
 
 
 def _partial_rows(

@@ -202,9 +202,9 @@ def test_large_tensors_are_read_in_bounded_ranges(
     boxes = []
     original = dtckpt.BundleReader.read_slice
 
-    def recording(self, key, tensor_slice, out=None):  # type: ignore[no-untyped-def]
+    def recording(self, key, tensor_slice, out=None, **options):  # type: ignore[no-untyped-def]
         boxes.append(tensor_slice)
-        return original(self, key, tensor_slice, out=out)
+        return original(self, key, tensor_slice, out=out, **options)
 
     monkeypatch.setattr(dtckpt.BundleReader, "read_slice", recording)
     (d,) = diff_checkpoints(a, b, chunk_bytes=800)

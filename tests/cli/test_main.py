@@ -30,7 +30,7 @@ from dtckpt.format.object_graph import (
 from tests.conftest import GOLDEN
 
 MULTI = str(GOLDEN / "multi_shard" / "ckpt")
-COMMANDS = ["inspect", "verify", "diff", "convert", "pack", "unpack", "demo"]
+COMMANDS = ["inspect", "verify", "diff", "explain", "convert", "pack", "unpack", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

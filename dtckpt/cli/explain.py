@@ -1,0 +1,125 @@
+"""``dtckpt explain PATH``: what a restore will read and how much memory it takes (rule R-PL-5).
+
+Works from the index alone: no tensor is read. Without ``--mesh`` every tensor is planned as
+a whole value; with ``--mesh`` and ``--layout VAR=SPEC`` the named tensors are planned block
+by block for every device of the mesh, resharded from however they were saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._term import HelpFormatter, Terminal, to_json
+
+__all__ = ["register", "run", "parse_mesh", "parse_layout"]
+
+EPILOG = """\
+The plan is the one a restore runs: for each device (and client, with --clients) the data
+files and byte ranges it reads, the bytes it needs against the bytes it reads (read
+amplification), and the peak extra memory. By default the values go into arrays that
+exist (a restore into variables, read in place); --new plans new arrays, as a restore
+into fresh tensors makes. --budget plans under a memory budget and exits 1, naming the
+smallest budget that works, when none fits.
+
+A mesh is NAME=SIZE,... (simulated CPU devices). A layout spec lists, per dimension of
+the tensor, a mesh dimension or 'unsharded' ('-' for short). VAR is a tensor key or the
+key without /.ATTRIBUTES/VARIABLE_VALUE (model/kernel, or model.kernel).
+
+examples:
+  dtckpt explain spec/golden/dtensor/ckpt
+  dtckpt explain spec/golden/dtensor/ckpt --mesh a=4,b=2 --layout model/w=b,a --clients 2
+  dtckpt explain --json --new --budget 4096 spec/golden/dtensor/ckpt
+"""
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="show what a restore reads, per device, and the memory it takes",
+        description="Plan a restore of a checkpoint from its index alone: the files and byte "
+        "ranges each device reads, bytes needed and read, and the peak extra memory.",
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("path", help="checkpoint prefix, checkpoint directory or SavedModel directory")
+    p.add_argument("--mesh", help="the target mesh, e.g. x=2,y=4")
+    p.add_argument(
+        "--layout",
+        action="append",
+        default=[],
+        metavar="VAR=SPEC",
+        help="the layout of one tensor on --mesh, e.g. model/kernel=x,unsharded (repeatable)",
+    )
+    p.add_argument(
+        "--clients", type=int, default=1, help="processes sharing the mesh's devices evenly"
+    )
+    p.add_argument("--new", action="store_true", help="plan reads into new arrays")
+    p.add_argument("--budget", type=int, metavar="BYTES", help="plan under this memory budget")
+    p.add_argument("--ranges", action="store_true", help="list every byte range read")
+    p.add_argument("--json", action="store_true", help="write the plan as one JSON document")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, term: Terminal) -> int:
+    from ..checkpoint.plans import format_bytes
+    from ..checkpoint.reader import resolve_checkpoint_path
+    from ..dtensor.save_restore import plan_checkpoint_restore
+    from ..errors import InvalidArgumentError, MemoryBudgetError
+    from ._open import resolve_path
+
+    if args.layout and not args.mesh:
+        raise InvalidArgumentError("--layout needs --mesh")
+    layouts = {}
+    if args.mesh:
+        mesh = parse_mesh(args.mesh)
+        layouts = dict(parse_layout(text, mesh) for text in args.layout)
+    path = resolve_checkpoint_path(resolve_path(args.path))
+    try:
+        plan = plan_checkpoint_restore(
+            path,
+            layouts,
+            clients=args.clients,
+            in_place=not args.new,
+            memory_budget=args.budget,
+        )
+    except MemoryBudgetError as exc:
+        if args.json:
+            term.print(to_json({"error": str(exc), "needed": exc.needed, "budget": exc.budget}))
+            return 1
+        raise
+    if args.json:
+        term.print(to_json(plan.to_dict()))
+        return 0
+    term.print(plan.format(ranges=args.ranges))
+    if plan.budget is None:
+        term.info(f"(no budget; any budget from {format_bytes(plan.peak_bytes)} up fits)")
+    return 0
+
+
+def parse_mesh(text: str) -> Any:
+    """``x=2,y=4`` -> a single-client mesh of simulated CPU devices."""
+    from ..dtensor import create_mesh
+    from ..errors import InvalidArgumentError
+
+    dims = []
+    for part in text.split(","):
+        name, _, size = part.partition("=")
+        if not name.strip() or not size.strip().isdigit() or int(size) < 1:
+            raise InvalidArgumentError(f"--mesh wants NAME=SIZE,..., not {text!r}")
+        dims.append((name.strip(), int(size)))
+    return create_mesh(dims, device_type="CPU")
+
+
+def parse_layout(text: str, mesh: Any) -> tuple[str, Any]:
+    """``VAR=x,unsharded`` -> ``(VAR, Layout)`` on ``mesh``."""
+    from ..dtensor import UNSHARDED, Layout
+    from ..errors import InvalidArgumentError
+
+    name, sep, spec = text.rpartition("=")
+    if not sep or not name:
+        raise InvalidArgumentError(f"--layout wants VAR=SPEC, not {text!r}")
+    specs = [s.strip() for s in spec.split(",")] if spec.strip() else []
+    specs = [UNSHARDED if s in ("-", "unsharded", UNSHARDED) else s for s in specs]
+    return name, Layout(specs, mesh)
