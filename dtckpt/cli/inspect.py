@@ -46,16 +46,67 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", help="checkpoint prefix, checkpoint directory or SavedModel directory")
+    p.add_argument(
+        "path",
+        nargs="?",
+        help="checkpoint prefix, checkpoint directory, SavedModel directory or archive",
+    )
     p.add_argument("--tree", action="store_true", help="also show the object graph as a tree")
     p.add_argument("--slices", action="store_true", help="also list each stored slice")
     p.add_argument("--json", action="store_true", help="write one JSON document instead")
+    pictures = p.add_argument_group(
+        "pictures of the mesh",
+        "Draw, instead of the listing, each partitioned tensor as its grid of blocks; with "
+        "--mesh, the mesh's devices and which block each holds and writes.",
+    )
+    pictures.add_argument(
+        "--layout",
+        metavar="VAR=SPEC",
+        nargs="?",
+        const="",
+        action="append",
+        help="draw the pictures; with VAR=SPEC (repeatable), lay tensor VAR out on --mesh "
+        "with one sharding spec per dimension (a mesh dimension or 'unsharded')",
+    )
+    pictures.add_argument(
+        "--mesh",
+        metavar="MESH",
+        help="the mesh to draw on, as NAME=SIZE,... (x=2,y=4) or TensorFlow's mesh string",
+    )
+    pictures.add_argument(
+        "--svg", metavar="FILE", help="also write the pictures as a standalone SVG file"
+    )
     p.set_defaults(run=run)
+
+
+def _picture_arguments(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Whether pictures are asked for, and the VAR=SPEC items; a bare ``--layout`` may have
+    taken the checkpoint path as its value (``dtckpt inspect --layout CKPT``)."""
+    items = list(args.layout or [])
+    if args.path is None:
+        plain = [i for i in items if i and "=" not in i]
+        if len(plain) == 1:
+            args.path = plain[0]
+            items.remove(plain[0])
+    if args.path is None:
+        raise SystemExit(_usage_error("the following arguments are required: path"))
+    wanted = args.layout is not None or args.mesh is not None or args.svg is not None
+    return wanted, [i for i in items if i]
+
+
+def _usage_error(message: str) -> int:
+    import sys
+
+    print(f"dtckpt inspect: error: {message}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace, term: Terminal) -> int:
     from ._open import open_checkpoint
 
+    pictures, items = _picture_arguments(args)
+    if pictures:
+        return _run_pictures(args, term, items)
     with open_checkpoint(args.path) as reader:
         listing = describe(reader)
         view = None
@@ -87,6 +138,30 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
             term.print(f"object graph: {len(view.graph.nodes)} nodes")
             for line in view.render():
                 term.print(line)
+    return 0
+
+
+def _run_pictures(args: argparse.Namespace, term: Terminal, items: list[str]) -> int:
+    """Rules V-LY-1 to V-LY-6: the pictures instead of the listing."""
+    from ._mesh import parse_layouts, parse_mesh
+    from ._open import open_checkpoint
+    from ._picture import build_picture, picture_json, render_text
+
+    mesh = None if args.mesh is None else parse_mesh(args.mesh)
+    layouts = parse_layouts(items, mesh)
+    with open_checkpoint(args.path) as reader:
+        picture = build_picture(reader.bundle, reader.prefix, mesh, layouts)
+    if args.svg is not None:
+        from ._svg import write_svg
+
+        write_svg(picture, args.svg)
+    if args.json:
+        term.print(to_json(picture_json(picture)))
+    else:
+        term.print(f"checkpoint {picture.prefix}")
+        term.print("\n".join(render_text(picture)))
+    if args.svg is not None:
+        term.info(f"wrote {args.svg}")
     return 0
 
 
