@@ -23,6 +23,7 @@ __all__ = [
     "format_seconds",
     "json_number",
     "to_json",
+    "error_json",
 ]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -66,6 +67,26 @@ def to_json(value: Any) -> str:
     import json
 
     return json.dumps(value, allow_nan=False)
+
+
+def error_json(exc: BaseException, message: str) -> dict[str, Any]:
+    """Rule V-FH-4: ``{"error": {type, message, path, key, offset}}`` for a failed command."""
+    key = getattr(exc, "key", None)
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "surrogateescape")
+    path = getattr(exc, "path", None)
+    if path is None:
+        path = getattr(exc, "filename", None)
+    offset = getattr(exc, "offset", None)
+    return {
+        "error": {
+            "type": type(exc).__name__,
+            "message": message,
+            "path": None if path is None else str(path),
+            "key": key,
+            "offset": offset if isinstance(offset, int) else None,
+        }
+    }
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

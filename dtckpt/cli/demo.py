@@ -30,6 +30,9 @@ value. Exit status 0 only if every value matches and verify finds no problem.
 """
 
 EPILOG = """\
+DIR is created; if it exists it must be empty or hold a previous demo's files
+(which are replaced). The other commands' help texts show it in use.
+
 example:
   dtckpt demo /tmp/dtckpt-demo
 """

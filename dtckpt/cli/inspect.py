@@ -24,15 +24,25 @@ MAX_LISTED_MISSING = 1000
 #: Missing shard ids named in the warning.
 _WARNED_SHARDS = 16
 
+#: Rule V-FH-7: archives are named; the examples run after the demo (V-FH-1).
 EPILOG = """\
 PATH is a checkpoint prefix (PATH.index + PATH.data-*), a directory with a
-'checkpoint' file (its latest checkpoint), or a SavedModel directory.
+'checkpoint' file (its latest checkpoint), a SavedModel directory, or an
+archive written by 'dtckpt pack' (read in place, without unpacking it).
 
-examples:
-  dtckpt inspect spec/golden/multi_shard/ckpt
-  dtckpt inspect --slices spec/golden/partitioned_tf1/ckpt
-  dtckpt inspect --tree spec/golden/og_v1_slots/ckpt
-  dtckpt inspect --json /tmp/train > listing.json
+Pictures: --layout draws each partitioned tensor as its grid of blocks,
+labelled with the data file holding each block (fN). --mesh adds the mesh:
+each tensor's layout on it (found from its blocks and files, or given with
+--layout VAR=SPEC), the device that writes each block (dN), and the devices
+labelled with the block each holds, * where it writes it. A mesh is
+NAME=SIZE,...; a SPEC one mesh dimension or 'unsharded' per tensor dimension.
+
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt inspect /tmp/dtckpt-demo
+  dtckpt inspect --slices --tree /tmp/dtckpt-demo/ckpt-1
+  dtckpt inspect --layout --mesh x=2,y=4 /tmp/dtckpt-demo
+  dtckpt inspect /tmp/dtckpt-demo --mesh a=4,b=2 --layout kernel=b,a --svg /tmp/demo.svg
+  dtckpt inspect --json /tmp/dtckpt-demo > listing.json
 """
 
 
