@@ -98,6 +98,8 @@ def prepare_directory(path: str) -> None:
     """Rule V-FH-5: DIR is created, or empty, or a previous demo's (whose files are replaced)."""
     from ..errors import AlreadyExistsError
 
+    if "://" in path:  # object storage has no directories to make or to list here
+        return
     if os.path.exists(path) and not os.path.isdir(path):
         raise AlreadyExistsError(
             f"{path} exists and is not a directory: give demo a directory to create"

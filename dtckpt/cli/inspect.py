@@ -182,10 +182,27 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
 
     bundle = reader.bundle
     header = bundle.header
+    names: dict[int, str] = {}  # dtype enum -> name, looked up once per dtype
     tensors = []
-    for key in bundle.keys():
-        entry = bundle.entry(key)
-        tensors.append(_tensor(bundle, key, entry, key_str(key), info(entry.dtype).name))
+    for key, entry in bundle.index.visible_entries():  # in order: no search per key
+        dtype = names.get(entry.dtype)
+        if dtype is None:
+            dtype = names[entry.dtype] = info(entry.dtype).name
+        if entry.slices:
+            tensors.append(_tensor(bundle, key, entry, key_str(key), dtype))
+        else:  # the common case, inline: a 10,000-tensor listing is this loop
+            tensors.append(
+                {
+                    "key": key_str(key),
+                    "dtype": dtype,
+                    "shape": list(entry.shape),
+                    "bytes": entry.size,
+                    "shards": [entry.shard_id],
+                    "slices": [],
+                    "shard": entry.shard_id,
+                    "offset": entry.offset,
+                }
+            )
     sizes, missing, missing_count = _shard_sizes(bundle)
     return {
         "prefix": reader.prefix,
@@ -309,23 +326,29 @@ def print_listing(term: Terminal, listing: dict[str, Any], *, show_slices: bool)
         f"version producer {version['producer']}, min_consumer {version['min_consumer']}{bad}"
     )
     rows = [("key", "dtype", "shape", "slices", "bytes", "shard")]
+    append = rows.append
     for t in listing["tensors"]:
-        rows.append(
+        key = t["key"]
+        if not key.isascii():
+            key = _printable(key)
+        slices = t["slices"]
+        shards = t["shards"]
+        append(
             (
-                _printable(t["key"]),
+                key,
                 t["dtype"],
                 format_shape(t["shape"]),
-                str(len(t["slices"])) if t["slices"] else "-",
+                str(len(slices)) if slices else "-",
                 format_size(t["bytes"]),
-                ",".join(str(s) for s in t["shards"]),
+                str(shards[0]) if len(shards) == 1 else ",".join(map(str, shards)),
             )
         )
         if show_slices:
-            for s in t["slices"]:
+            for s in slices:
                 stored = "missing" if s["bytes"] is None else format_size(s["bytes"])
                 where = "-" if s["shard"] is None else f"{s['shard']} @ {s['offset']}"
-                rows.append((f"  [{s['slice']}]", "", format_shape(s["shape"]), "", stored, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+                append((f"  [{s['slice']}]", "", format_shape(s["shape"]), "", stored, where))
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     line = "  ".join(f"{{:{'>' if i == 4 else '<'}{w}}}" for i, w in enumerate(widths))
     term.print("\n".join(line.format(*r).rstrip() for r in rows))  # one write, not 10,000
     totals = listing["totals"]
