@@ -28,7 +28,10 @@ from ..dtypes import info
 from ..errors import CheckpointError, InvalidArgumentError, NotFoundError
 from ..format.bundle_reader import BundleReader
 from ..format.naming import key_bytes, key_str
-from .state import STATE_FILENAME, latest_checkpoint, parse_checkpoint_state
+
+# ``.state`` (the state file, its atomic rewrite and its collectives) is imported where a
+# directory or an archived state file is resolved: opening a prefix, as ``dtckpt inspect``
+# does, never needs it (V-CL-4).
 
 if TYPE_CHECKING:
     from ..archive.reader import ArchiveReader
@@ -151,6 +154,8 @@ def _latest_in_archive(reader: ArchiveReader, directory: str) -> str | None:
     Relative paths are relative to ``directory``; an absolute one (TF wrote those once) is
     looked up by its base name there, as for a directory moved after saving.
     """
+    from .state import STATE_FILENAME, parse_checkpoint_state
+
     state_name = posixpath.join(directory, STATE_FILENAME)
     state = reader.members.get(state_name)
     if state is None or state.size > _MAX_STATE_BYTES:
@@ -189,6 +194,8 @@ def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:
     anything else is a prefix."""
     path = os.fspath(ckpt_dir_or_file)
     if os.path.isdir(path):
+        from .state import latest_checkpoint
+
         latest = latest_checkpoint(path)
         if latest is not None:
             return latest
