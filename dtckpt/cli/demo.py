@@ -91,7 +91,9 @@ def _model(dd: Any, mesh: Any, layouts: dict[str, list[str]], values: dict[str, 
 
 
 #: What a previous run leaves in DIR; a directory holding anything else is not touched.
-_OWN_FILES = re.compile(r"checkpoint|ckpt-[0-9]+\.(index|data-[0-9]{5}-of-[0-9]{5})")
+_OWN_FILES = re.compile(
+    r"checkpoint|ckpt-[0-9]+\.(index|data-[0-9]{5}-of-[0-9]{5})|(saved|restored)-layouts\.svg"
+)
 
 
 def prepare_directory(path: str) -> None:
@@ -125,7 +127,9 @@ def _layout_arguments(mesh_dims: str, layouts: dict[str, list[str]]) -> list[str
     return words
 
 
-def _draw(term: Terminal, path: str, mesh: Any, layouts: dict[str, list[str]]) -> None:
+def _draw(
+    term: Terminal, path: str, mesh: Any, layouts: dict[str, list[str]], svg: str | None
+) -> None:
     """The pictures of ``dtckpt inspect --layout`` (rule V-LY-1), on the demo's meshes."""
     from ..checkpoint.reader import load_checkpoint
     from ._mesh import match_variables
@@ -138,6 +142,11 @@ def _draw(term: Terminal, path: str, mesh: Any, layouts: dict[str, list[str]]) -
         picture = build_picture(reader.bundle, reader.prefix, mesh, given)
     for line in render_text(picture):
         term.info("  " + line if line else "")
+    if svg is not None:
+        from ._svg import write_svg
+
+        write_svg(picture, svg)
+        term.info(f"  (also drawn in {svg})")
 
 
 def _print_restore_plan(term: Terminal, path: str, arguments: list[str]) -> None:
@@ -170,7 +179,9 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
         "lowest holder of (one data file per writing device), then the bundles were merged. "
         "The checkpoint, drawn on the mesh it was saved from:\n"
     )
-    _draw(term, path, mesh, {})
+    local = "://" not in args.directory
+    svg = os.path.join(args.directory, "saved-layouts.svg") if local else None
+    _draw(term, path, mesh, {}, svg)
 
     with load_checkpoint(path) as reader:
         if not term.quiet:
@@ -195,7 +206,8 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
         "\n4. restore into a 4x2 mesh (a, b) with other layouts: each device reads the parts "
         "of the saved blocks that overlap the block it will hold:\n"
     )
-    _draw(term, path, other, RESTORE_LAYOUTS)
+    svg = os.path.join(args.directory, "restored-layouts.svg") if local else None
+    _draw(term, path, other, RESTORE_LAYOUTS, svg)
     _print_restore_plan(term, path, _layout_arguments("a=4,b=2", RESTORE_LAYOUTS))
 
     zeros = {name: np.zeros_like(value) for name, value in values.items()}

@@ -231,6 +231,8 @@ def test_demo_draws_both_meshes_and_keeps_other_files(
     assert out.count("(as saved)") == 3 and out.count("(given)") == 4
     assert "mesh x=2, y=4: 8 devices" in out and "mesh a=4, b=2: 8 devices" in out
     assert "its data files do not fit" not in out
+    for name in ("saved-layouts.svg", "restored-layouts.svg"):
+        assert (target / name).read_text().startswith("<?xml")
     assert main(["-q", "demo", str(target)]) == 0  # a previous demo's files are replaced
     assert capsys.readouterr().out == "values match: yes\nverify: OK\n"
     (target / "notes.txt").write_text("mine")
