@@ -242,3 +242,20 @@ def test_demo_draws_both_meshes_and_keeps_other_files(
     assert main(["demo", str(target / "notes.txt")]) == 1
     err = capsys.readouterr().err
     assert "exists and is not a directory" in err and "Errno" not in err
+
+
+def test_pictures_without_a_mesh_import_no_mesh_arithmetic() -> None:
+    """Rule V-CL-4: ``dtckpt.mesh`` (and DTensor) only when a mesh is given."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dtckpt.cli import main\n"
+        f"assert main(['-q', 'inspect', '--layout', {DT!r}]) == 0\n"
+        "print(sorted(m for m in ('dtckpt.mesh', 'dtckpt.dtensor', 'numba') if m in sys.modules),"
+        " file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "[]"
