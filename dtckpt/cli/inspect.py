@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ._term import HelpFormatter, Terminal, format_shape, format_size, to_json
+from ._term import HelpFormatter, Terminal, format_shape, format_size, paused_gc, to_json
 
 if TYPE_CHECKING:
     from ..checkpoint.reader import CheckpointReader
@@ -112,11 +112,16 @@ def _usage_error(message: str) -> int:
 
 
 def run(args: argparse.Namespace, term: Terminal) -> int:
+    pictures, items = _picture_arguments(args)
+    with paused_gc():  # rule V-CL-4: the listing's many small objects hold no cycles
+        if pictures:
+            return _run_pictures(args, term, items)
+        return _run_listing(args, term)
+
+
+def _run_listing(args: argparse.Namespace, term: Terminal) -> int:
     from ._open import open_checkpoint
 
-    pictures, items = _picture_arguments(args)
-    if pictures:
-        return _run_pictures(args, term, items)
     with open_checkpoint(args.path) as reader:
         listing = describe(reader)
         view = None
