@@ -4,7 +4,7 @@
 
     --mesh x=2,y=4                    a 2x4 mesh of simulated devices, dimensions x and y
     --mesh '|x=2,y=4|0,...|...|...'   TensorFlow's mesh string, as Mesh.to_string writes it
-    --layout kernel=x,unsharded       one sharding spec per tensor dimension
+    --layout kernel=x,unsharded       one sharding spec per tensor dimension ("-": unsharded)
     --layout step=                    a scalar (no dimensions)
 
 A variable is named by its checkpoint key, by the key without the
@@ -76,7 +76,7 @@ def parse_layouts(items: Iterable[str], mesh: Mesh | None) -> dict[str, list[str
     """
     out: dict[str, list[str]] = {}
     for item in items:
-        name, sep, spec = item.partition("=")
+        name, sep, spec = item.rpartition("=")  # a key may hold "=", a spec never does
         if not sep or not name:
             raise InvalidArgumentError(
                 f"--layout {item!r} is not VAR=SPEC (write e.g. --layout kernel=x,unsharded)"
@@ -86,6 +86,7 @@ def parse_layouts(items: Iterable[str], mesh: Mesh | None) -> dict[str, list[str
         if name in out:
             raise InvalidArgumentError(f"--layout gives {name!r} twice")
         specs = [s.strip() for s in spec.split(",")] if spec.strip() else []
+        specs = ["unsharded" if s == "-" else s for s in specs]
         for s in specs:
             if s != "unsharded" and s not in mesh.dim_names:
                 raise InvalidArgumentError(

@@ -129,7 +129,11 @@ def test_arguments_are_checked() -> None:
             parse_mesh(bad)
     with pytest.raises(InvalidArgumentError, match="pictures are drawn for at most"):
         parse_mesh(f"x={MAX_DEVICES},y=2")
-    assert parse_layouts(["k=x,unsharded", "s="], mesh) == {"k": ["x", "unsharded"], "s": []}
+    assert parse_layouts(["k=x,unsharded", "s=", "a=b=-,y"], mesh) == {
+        "k": ["x", "unsharded"],
+        "s": [],
+        "a=b": ["unsharded", "y"],
+    }
     with pytest.raises(InvalidArgumentError, match="needs --mesh"):
         parse_layouts(["k=x"], None)
     with pytest.raises(InvalidArgumentError, match="neither 'unsharded' nor"):
