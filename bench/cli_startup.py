@@ -91,8 +91,27 @@ def command(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+#: The children's environment: set by :func:`bench` before anything runs.
+CHILD_ENV: dict[str, str] = dict(os.environ)
+
+
+def child_environment(work: str) -> dict[str, str]:
+    """This environment, with bytecode caching on, in a cache under ``work``.
+
+    An installed package has its ``.pyc`` files; an environment that sets
+    ``PYTHONDONTWRITEBYTECODE`` would otherwise make every timed run compile every
+    module of dtckpt from source, a cost no user of an installed dtckpt pays.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
+    return env
+
+
 def run_quietly(argv: list[str]) -> None:
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT)
+    done = subprocess.run(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT, env=CHILD_ENV
+    )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]!r}")
 
@@ -105,6 +124,7 @@ def imported(argv: list[str]) -> dict[str, float]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
+        env=CHILD_ENV,
     )
     out = {}
     for line in done.stderr.splitlines():
@@ -116,6 +136,8 @@ def imported(argv: list[str]) -> dict[str, float]:
 
 def bench(cfg: Config, work: str, rep: Report, repeats: int) -> dict[str, Any]:
     prefix = os.path.join(work, "ckpt")
+    CHILD_ENV.clear()
+    CHILD_ENV.update(child_environment(work))
     log(f"writing {cfg.tensors:,} small tensors")
     index_bytes = write_checkpoint(prefix, cfg.tensors)
     rep.notes.append(f"checkpoint: {cfg.tensors:,} tensors, index {index_bytes:,} bytes")

@@ -30,7 +30,10 @@ from ..format.bundle_reader import BundleReader
 from ..format.naming import key_bytes, key_str
 from ..storage.urls import is_url
 from ..storage.urls import resolve as resolve_url
-from .state import STATE_FILENAME, latest_checkpoint, parse_checkpoint_state
+
+# ``.state`` (the state file, its atomic rewrite and its collectives) is imported where a
+# directory or an archived state file is resolved: opening a prefix, as ``dtckpt inspect``
+# does, never needs it (V-CL-4).
 
 if TYPE_CHECKING:
     from ..archive.reader import ArchiveReader
@@ -153,6 +156,8 @@ def _latest_in_archive(reader: ArchiveReader, directory: str) -> str | None:
     Relative paths are relative to ``directory``; an absolute one (TF wrote those once) is
     looked up by its base name there, as for a directory moved after saving.
     """
+    from .state import STATE_FILENAME, parse_checkpoint_state
+
     state_name = posixpath.join(directory, STATE_FILENAME)
     state = reader.members.get(state_name)
     if state is None or state.size > _MAX_STATE_BYTES:
@@ -199,6 +204,8 @@ def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:
     if is_url(path):
         return _resolve_url(path)
     if os.path.isdir(path):
+        from .state import latest_checkpoint
+
         latest = latest_checkpoint(path)
         if latest is not None:
             return latest
@@ -221,6 +228,8 @@ def resolve_checkpoint_path(ckpt_dir_or_file: str) -> str:
 def _resolve_url(path: str) -> str:
     """:func:`resolve_checkpoint_path` for a URL: a prefix if its index is there, else a
     directory's latest checkpoint or SavedModel variables (rule S-SI-5)."""
+    from .state import latest_checkpoint
+
     store, key = resolve_url(path)
     if store.exists(key + ".index"):
         return path

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dtckpt",
         description="TensorFlow checkpoints without TensorFlow: inspect, verify, compare, "
         "convert and pack them.",
-        epilog="Run 'dtckpt COMMAND --help' for a command's options and examples.",
+        epilog="Start with 'dtckpt demo /tmp/dtckpt-demo'; run 'dtckpt COMMAND --help' for a "
+        "command's options and examples.",
         parents=[_common_options(top_level=True)],
     )
     parser.add_argument("--version", action="version", version=f"dtckpt {__version__}")
@@ -92,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         term.error(_describe(exc))
+        if getattr(args, "json", False):  # rule V-FH-4: a JSON reader gets JSON here too
+            from ._term import error_json, to_json
+
+            term.print(to_json(error_json(exc, _describe(exc))))
         return 1
     return status
 

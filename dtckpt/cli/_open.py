@@ -21,5 +21,11 @@ def resolve_path(path: str) -> str:
 
 def open_checkpoint(path: str) -> CheckpointReader:
     from ..checkpoint.reader import load_checkpoint
+    from ..errors import NotFoundError
 
-    return load_checkpoint(resolve_path(path))
+    try:
+        return load_checkpoint(resolve_path(path))
+    except NotFoundError as exc:  # rule V-FH-2: say what is there instead
+        from ._hints import with_hint
+
+        raise with_hint(exc, path) from None

@@ -9,9 +9,12 @@ logs and pipes never collect carriage returns; elsewhere it is a silent
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 __all__ = [
@@ -23,6 +26,8 @@ __all__ = [
     "format_seconds",
     "json_number",
     "to_json",
+    "error_json",
+    "paused_gc",
 ]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -66,6 +71,44 @@ def to_json(value: Any) -> str:
     import json
 
     return json.dumps(value, allow_nan=False)
+
+
+def error_json(exc: BaseException, message: str) -> dict[str, Any]:
+    """Rule V-FH-4: ``{"error": {type, message, path, key, offset}}`` for a failed command."""
+    key = getattr(exc, "key", None)
+    if isinstance(key, bytes):
+        key = key.decode("utf-8", "surrogateescape")
+    path = getattr(exc, "path", None)
+    if path is None:
+        path = getattr(exc, "filename", None)
+    offset = getattr(exc, "offset", None)
+    return {
+        "error": {
+            "type": type(exc).__name__,
+            "message": message,
+            "path": None if path is None else str(path),
+            "key": key,
+            "offset": offset if isinstance(offset, int) else None,
+        }
+    }
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cycle collector off while a listing is built (rule V-CL-4).
+
+    A listing of 10,000 tensors is some 50,000 new dicts, lists and tuples, none in a cycle;
+    each few hundred of them would start a collection that walks the young objects again,
+    which took more time than building them. Reference counting still frees everything, and
+    the collector is switched back on (if it was on) however the block ends.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -20,14 +20,15 @@ PATH is a checkpoint prefix or a directory (a training directory with its
 compressed with zstandard. dtckpt inspect and dtckpt verify read archives
 directly.
 
-examples:
-  dtckpt pack /tmp/train/ckpt-3 /tmp/ckpt-3.dtckpt
-  dtckpt pack --level 9 /tmp/saved_model /tmp/model.dtckpt
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt pack /tmp/dtckpt-demo /tmp/demo.dtckpt
+  dtckpt pack --level 9 /tmp/dtckpt-demo/ckpt-1 /tmp/demo-ckpt-1.dtckpt
 """
 
 UNPACK_EPILOG = """\
-examples:
-  dtckpt unpack /tmp/ckpt-3.dtckpt /tmp/restored
+examples (after 'dtckpt pack /tmp/dtckpt-demo /tmp/demo.dtckpt'):
+  dtckpt unpack /tmp/demo.dtckpt /tmp/demo-unpacked
+  dtckpt inspect /tmp/demo-unpacked
 """
 
 

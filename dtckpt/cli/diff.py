@@ -13,16 +13,28 @@ from ._term import HelpFormatter, Terminal, format_shape, json_number, to_json
 
 __all__ = ["register", "run"]
 
+#: Rule V-FH-7: the columns explained; every example runs as written (V-FH-1).
 EPILOG = """\
-Statuses: only_in_a, only_in_b, shape_changed, dtype_changed, identical (same
-bytes), equal (same values, other bytes: -0.0 and 0.0, NaN payloads) and
-different. Floats are compared in float64, integers exactly. Large tensors are
-compared a range of rows at a time, in bounded memory.
+Columns:
+  key        the tensor's checkpoint key
+  status     only_in_a, only_in_b, shape_changed, dtype_changed, identical
+             (same bytes), equal (same values, other bytes: -0.0 and 0.0, NaN
+             payloads) or different
+  dtype      its dtype, 'A -> B' when it changed; shape likewise
+  differing  how many elements differ
+  max abs    the largest |a - b|
+  max rel    the largest |a - b| / max(|a|, |b|) (0 where both are 0)
+  NaN, Inf   how many elements are NaN, infinite, in A/B (when any are)
+Only tensors that are not identical or equal are listed, unless --all. Floats
+are compared in float64, integers exactly. Large tensors are compared a range
+of rows at a time, in bounded memory. Exit status 0 when every tensor is
+identical or equal, 1 otherwise.
 
-examples:
-  dtckpt diff /tmp/train/ckpt-1 /tmp/train/ckpt-2
-  dtckpt diff --all spec/golden/dt_2x4_save/ckpt-1 spec/golden/dt_2x4_write/ckpt
-  dtckpt diff --json before/ckpt after/ckpt > diff.json
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt convert /tmp/dtckpt-demo /tmp/demo-diff.npz
+  dtckpt convert /tmp/demo-diff.npz /tmp/demo-diff/ckpt
+  dtckpt diff --all /tmp/dtckpt-demo /tmp/demo-diff/ckpt
+  dtckpt diff --json /tmp/dtckpt-demo /tmp/demo-diff/ckpt > diff.json
 """
 
 _COLUMNS = ("key", "status", "dtype", "shape", "differing", "max abs", "max rel", "NaN", "Inf")

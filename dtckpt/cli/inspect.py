@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ._term import HelpFormatter, Terminal, format_shape, format_size, to_json
+from ._term import HelpFormatter, Terminal, format_shape, format_size, paused_gc, to_json
 
 if TYPE_CHECKING:
     from ..checkpoint.reader import CheckpointReader
@@ -24,15 +24,25 @@ MAX_LISTED_MISSING = 1000
 #: Missing shard ids named in the warning.
 _WARNED_SHARDS = 16
 
+#: Rule V-FH-7: archives are named; the examples run after the demo (V-FH-1).
 EPILOG = """\
 PATH is a checkpoint prefix (PATH.index + PATH.data-*), a directory with a
-'checkpoint' file (its latest checkpoint), or a SavedModel directory.
+'checkpoint' file (its latest checkpoint), a SavedModel directory, or an
+archive written by 'dtckpt pack' (read in place, without unpacking it).
 
-examples:
-  dtckpt inspect spec/golden/multi_shard/ckpt
-  dtckpt inspect --slices spec/golden/partitioned_tf1/ckpt
-  dtckpt inspect --tree spec/golden/og_v1_slots/ckpt
-  dtckpt inspect --json /tmp/train > listing.json
+Pictures: --layout draws each partitioned tensor as its grid of blocks,
+labelled with the data file holding each block (fN). --mesh adds the mesh:
+each tensor's layout on it (found from its blocks and files, or given with
+--layout VAR=SPEC), the device that writes each block (dN), and the devices
+labelled with the block each holds, * where it writes it. A mesh is
+NAME=SIZE,...; a SPEC one mesh dimension or 'unsharded' per tensor dimension.
+
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt inspect /tmp/dtckpt-demo
+  dtckpt inspect --slices --tree /tmp/dtckpt-demo/ckpt-1
+  dtckpt inspect --layout --mesh x=2,y=4 /tmp/dtckpt-demo
+  dtckpt inspect /tmp/dtckpt-demo --mesh a=4,b=2 --layout kernel=b,a --svg /tmp/demo.svg
+  dtckpt inspect --json /tmp/dtckpt-demo > listing.json
 """
 
 
@@ -46,14 +56,70 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", help="checkpoint prefix, checkpoint directory or SavedModel directory")
+    p.add_argument(
+        "path",
+        nargs="?",
+        help="checkpoint prefix, checkpoint directory, SavedModel directory or archive",
+    )
     p.add_argument("--tree", action="store_true", help="also show the object graph as a tree")
     p.add_argument("--slices", action="store_true", help="also list each stored slice")
     p.add_argument("--json", action="store_true", help="write one JSON document instead")
+    pictures = p.add_argument_group(
+        "pictures of the mesh",
+        "Draw, instead of the listing, each partitioned tensor as its grid of blocks; with "
+        "--mesh, the mesh's devices and which block each holds and writes.",
+    )
+    pictures.add_argument(
+        "--layout",
+        metavar="VAR=SPEC",
+        nargs="?",
+        const="",
+        action="append",
+        help="draw the pictures; with VAR=SPEC (repeatable), lay tensor VAR out on --mesh "
+        "with one sharding spec per dimension (a mesh dimension or 'unsharded')",
+    )
+    pictures.add_argument(
+        "--mesh",
+        metavar="MESH",
+        help="the mesh to draw on, as NAME=SIZE,... (x=2,y=4) or TensorFlow's mesh string",
+    )
+    pictures.add_argument(
+        "--svg", metavar="FILE", help="also write the pictures as a standalone SVG file"
+    )
     p.set_defaults(run=run)
 
 
+def _picture_arguments(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Whether pictures are asked for, and the VAR=SPEC items; a bare ``--layout`` may have
+    taken the checkpoint path as its value (``dtckpt inspect --layout CKPT``)."""
+    items = list(args.layout or [])
+    if args.path is None:
+        plain = [i for i in items if i and "=" not in i]
+        if len(plain) == 1:
+            args.path = plain[0]
+            items.remove(plain[0])
+    if args.path is None:
+        raise SystemExit(_usage_error("the following arguments are required: path"))
+    wanted = args.layout is not None or args.mesh is not None or args.svg is not None
+    return wanted, [i for i in items if i]
+
+
+def _usage_error(message: str) -> int:
+    import sys
+
+    print(f"dtckpt inspect: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args: argparse.Namespace, term: Terminal) -> int:
+    pictures, items = _picture_arguments(args)
+    with paused_gc():  # rule V-CL-4: the listing's many small objects hold no cycles
+        if pictures:
+            return _run_pictures(args, term, items)
+        return _run_listing(args, term)
+
+
+def _run_listing(args: argparse.Namespace, term: Terminal) -> int:
     from ._open import open_checkpoint
 
     with open_checkpoint(args.path) as reader:
@@ -90,6 +156,30 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
     return 0
 
 
+def _run_pictures(args: argparse.Namespace, term: Terminal, items: list[str]) -> int:
+    """Rules V-LY-1 to V-LY-6: the pictures instead of the listing."""
+    from ._mesh import parse_layouts, parse_mesh
+    from ._open import open_checkpoint
+    from ._picture import build_picture, picture_json, render_text
+
+    mesh = None if args.mesh is None else parse_mesh(args.mesh)
+    layouts = parse_layouts(items, mesh)
+    with open_checkpoint(args.path) as reader:
+        picture = build_picture(reader.bundle, reader.prefix, mesh, layouts)
+    if args.svg is not None:
+        from ._svg import write_svg
+
+        write_svg(picture, args.svg)
+    if args.json:
+        term.print(to_json(picture_json(picture)))
+    else:
+        term.print(f"checkpoint {picture.prefix}")
+        term.print("\n".join(render_text(picture)))
+    if args.svg is not None:
+        term.info(f"wrote {args.svg}")
+    return 0
+
+
 def describe(reader: CheckpointReader) -> dict[str, Any]:
     """The listing of rule V-IN-4 (without ``object_graph``)."""
     from ..dtypes import info
@@ -97,10 +187,27 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
 
     bundle = reader.bundle
     header = bundle.header
+    names: dict[int, str] = {}  # dtype enum -> name, looked up once per dtype
     tensors = []
-    for key in bundle.keys():
-        entry = bundle.entry(key)
-        tensors.append(_tensor(bundle, key, entry, key_str(key), info(entry.dtype).name))
+    for key, entry in bundle.index.visible_entries():  # in order: no search per key
+        dtype = names.get(entry.dtype)
+        if dtype is None:
+            dtype = names[entry.dtype] = info(entry.dtype).name
+        if entry.slices:
+            tensors.append(_tensor(bundle, key, entry, key_str(key), dtype))
+        else:  # the common case, inline: a 10,000-tensor listing is this loop
+            tensors.append(
+                {
+                    "key": key_str(key),
+                    "dtype": dtype,
+                    "shape": list(entry.shape),
+                    "bytes": entry.size,
+                    "shards": [entry.shard_id],
+                    "slices": [],
+                    "shard": entry.shard_id,
+                    "offset": entry.offset,
+                }
+            )
     sizes, missing, missing_count = _shard_sizes(bundle)
     return {
         "prefix": reader.prefix,
@@ -224,23 +331,29 @@ def print_listing(term: Terminal, listing: dict[str, Any], *, show_slices: bool)
         f"version producer {version['producer']}, min_consumer {version['min_consumer']}{bad}"
     )
     rows = [("key", "dtype", "shape", "slices", "bytes", "shard")]
+    append = rows.append
     for t in listing["tensors"]:
-        rows.append(
+        key = t["key"]
+        if not key.isascii():
+            key = _printable(key)
+        slices = t["slices"]
+        shards = t["shards"]
+        append(
             (
-                _printable(t["key"]),
+                key,
                 t["dtype"],
                 format_shape(t["shape"]),
-                str(len(t["slices"])) if t["slices"] else "-",
+                str(len(slices)) if slices else "-",
                 format_size(t["bytes"]),
-                ",".join(str(s) for s in t["shards"]),
+                str(shards[0]) if len(shards) == 1 else ",".join(map(str, shards)),
             )
         )
         if show_slices:
-            for s in t["slices"]:
+            for s in slices:
                 stored = "missing" if s["bytes"] is None else format_size(s["bytes"])
                 where = "-" if s["shard"] is None else f"{s['shard']} @ {s['offset']}"
-                rows.append((f"  [{s['slice']}]", "", format_shape(s["shape"]), "", stored, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+                append((f"  [{s['slice']}]", "", format_shape(s["shape"]), "", stored, where))
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
     line = "  ".join(f"{{:{'>' if i == 4 else '<'}{w}}}" for i, w in enumerate(widths))
     term.print("\n".join(line.format(*r).rstrip() for r in rows))  # one write, not 10,000
     totals = listing["totals"]

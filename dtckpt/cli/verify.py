@@ -15,13 +15,17 @@ from ._term import HelpFormatter, Terminal, format_seconds, format_size, to_json
 __all__ = ["register", "run"]
 
 EPILOG = """\
-Each data shard is read once, front to back, and every entry's checksum is
-computed from those reads. Exit status: 0 when nothing is wrong, 1 when a
-problem was found (all of them are listed) or PATH cannot be opened.
+PATH is a checkpoint prefix, a directory with a 'checkpoint' file, a
+SavedModel directory, or an archive written by 'dtckpt pack' (checked in
+place: every checksum of the checkpoint inside). Each data shard is read
+once, front to back, and every entry's checksum is computed from those reads.
+Exit status: 0 when nothing is wrong, 1 when a problem was found (all of them
+are listed) or PATH cannot be opened.
 
-examples:
-  dtckpt verify spec/golden/multi_shard/ckpt
-  dtckpt verify --json /tmp/train/ckpt-3 > report.json
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt verify /tmp/dtckpt-demo
+  dtckpt pack /tmp/dtckpt-demo /tmp/demo-verify.dtckpt && dtckpt verify /tmp/demo-verify.dtckpt
+  dtckpt verify --json /tmp/dtckpt-demo/ckpt-1 > report.json
 """
 
 
@@ -35,7 +39,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         epilog=EPILOG,
         formatter_class=HelpFormatter,
     )
-    p.add_argument("path", help="checkpoint prefix, checkpoint directory or SavedModel directory")
+    p.add_argument("path", help="checkpoint prefix or directory, SavedModel directory or archive")
     p.add_argument("--json", action="store_true", help="write the report as one JSON document")
     p.set_defaults(run=run)
 

@@ -12,9 +12,12 @@ themselves contain CRCs does not degenerate::
 
 from __future__ import annotations
 
-import crc32c as _crc32c
 import numpy as np
 import numpy.typing as npt
+
+from ..kernels._crc32c import crc32c_module
+
+_crc32c = crc32c_module()
 
 #: Anything exposing contiguous bytes: what the checksum functions accept.
 Buffer = bytes | bytearray | memoryview | npt.NDArray[np.uint8]

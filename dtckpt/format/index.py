@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -368,6 +369,42 @@ class BundleIndex:
                     hidden.add(encode_tensor_name_slice(key, tensor_slice))
             self._visible = [k for k in self.keys if k not in hidden] if hidden else list(self.keys)
         return self._visible
+
+    def visible_entries(self) -> list[tuple[bytes, BundleEntry]]:
+        """``(key, entry)`` for each visible key, in key order, every entry validated.
+
+        The rows are walked in order, so no key is searched for: a listing of the whole
+        index costs one step per entry.
+        """
+        visible = self.visible_keys()
+        if len(visible) == len(self.keys):
+            rows: Iterable[tuple[int, bytes]] = enumerate(self.keys)
+        else:
+            shown = set(visible)
+            rows = ((row, key) for row, key in enumerate(self.keys) if key in shown)
+        ok, offsets, dims = self._ok, self._dims_offsets, self._dims
+        dtype, shard, offset, size, crc = (
+            self._dtype,
+            self._shard,
+            self._offset,
+            self._size,
+            self._crc,
+        )
+        out = []
+        for row, key in rows:
+            if ok[row]:
+                entry = BundleEntry(
+                    dtype[row],
+                    tuple(dims[offsets[row] : offsets[row + 1]]),
+                    shard[row],
+                    offset[row],
+                    size[row],
+                    crc[row],
+                )
+            else:
+                entry = self.entry(key)
+            out.append((key, entry))
+        return out
 
     def is_visible(self, key: bytes) -> bool:
         if self._visible_set is None:

@@ -57,9 +57,10 @@ def write_tensors(
     *,
     skip_unsupported: bool = False,
     progress: Progress | None = None,
+    to: str | None = None,
 ) -> ConvertReport:
-    """Write ``source`` to ``path`` in the format its name says."""
-    kind = format_of(path)
+    """Write ``source`` to ``path`` in format ``to``, by default the one its name says."""
+    kind = format_of(path) if to is None else _checked_format(to)
     if kind == "npz":
         return write_npz(source, path, skip_unsupported=skip_unsupported, progress=progress)
     if kind == "safetensors":
@@ -79,6 +80,7 @@ def convert(
     *,
     skip_unsupported: bool = False,
     progress: Progress | None = None,
+    to: str | None = None,
 ) -> ConvertReport:
     """Convert the checkpoint or file ``src`` into ``dst``, streaming (rules I-CV-1 to I-CV-5).
 
@@ -87,12 +89,22 @@ def convert(
     ``.npz`` or a ``.safetensors`` path. Keys are kept exactly. A tensor the
     target cannot hold raises a typed error naming its key before anything
     is written, unless ``skip_unsupported`` is given: then it is left out and
-    listed in the report's ``skipped``.
+    listed in the report's ``skipped``. ``to`` (one of ``FORMATS``) names the target's
+    format whatever ``dst`` is called.
     """
+    target = format_of(dst) if to is None else _checked_format(to)
     with read_tensors(src) as source:
-        if source.format == "checkpoint" and format_of(dst) == "checkpoint":
+        if source.format == "checkpoint" and target == "checkpoint":
             if _same_path(source.path, dst):
                 raise InvalidArgumentError(
                     "source and destination are the same checkpoint", path=os.fspath(dst)
                 )
-        return write_tensors(source, dst, skip_unsupported=skip_unsupported, progress=progress)
+        return write_tensors(
+            source, dst, skip_unsupported=skip_unsupported, progress=progress, to=target
+        )
+
+
+def _checked_format(name: str) -> str:
+    if name not in FORMATS:
+        raise InvalidArgumentError(f"unknown format {name!r}: one of {', '.join(FORMATS)}")
+    return name

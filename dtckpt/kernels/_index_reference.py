@@ -113,11 +113,18 @@ def _varint64(b: bytes, pos: int) -> tuple[int, int]:
     return -1, pos  # unreachable: the tenth byte either ends the varint or is rejected
 
 
+_TAG_CRC32C, _TAG_DTYPE, _TAG_SHAPE = idx.TAG_CRC32C, idx.TAG_DTYPE, idx.TAG_SHAPE
+_TAG_SHARD_ID, _TAG_OFFSET, _TAG_SIZE = idx.TAG_SHARD_ID, idx.TAG_OFFSET, idx.TAG_SIZE
+_TAG_DIM, _TAG_DIM_SIZE, _MAX_DIM_BYTES = idx.TAG_DIM, idx.TAG_DIM_SIZE, idx.MAX_DIM_BYTES
+
+
 def _parse_entry(b: bytes) -> tuple[int, int, int, int, int, list[int]] | None:
     """``(dtype, shard_id, offset, size, crc32c, dims)`` of a simple entry, else None.
 
     This is the specification of "simple": straight-line parsing of TF's usual encoding; any
-    read past the entry's end, or anything unusual, makes the entry not simple.
+    read past the entry's end, or anything unusual, makes the entry not simple. Varints of one
+    byte (most values and dimensions) and of two (offsets and sizes below 2**14) are read
+    inline: a 10,000-entry index runs this loop 60,000 times (V-CL-4).
     """
     n = len(b)
     pos = 0
@@ -126,44 +133,57 @@ def _parse_entry(b: bytes) -> tuple[int, int, int, int, int, list[int]] | None:
     try:
         while pos < n:
             tag = b[pos]
-            if tag == idx.TAG_CRC32C:
+            if tag == _TAG_CRC32C:
                 if pos + 5 > n:
                     return None
                 crc = int.from_bytes(b[pos + 1 : pos + 5], "little")
                 pos += 5
                 continue
-            value, pos = _varint64(b, pos + 1)
-            if value < 0:
-                return None
-            if tag == idx.TAG_DTYPE:
+            value = b[pos + 1]
+            if value < 0x80:
+                pos += 2
+            elif b[pos + 2] < 0x80:  # offsets and sizes below 2**14
+                value = (value & 0x7F) | b[pos + 2] << 7
+                pos += 3
+            else:
+                value, pos = _varint64(b, pos + 1)
+                if value < 0:
+                    return None
+            if tag == _TAG_DTYPE:
                 dtype = value
-            elif tag == idx.TAG_SHAPE:
+            elif tag == _TAG_SHAPE:
                 end = pos + value
                 if end > n:
                     return None
                 dims = []
                 while pos < end:
-                    if b[pos] != idx.TAG_DIM:
+                    if b[pos] != _TAG_DIM:
                         return None
                     length = b[pos + 1]
                     if length == 0:
                         dims.append(0)
                         pos += 2
                         continue
-                    if b[pos + 2] != idx.TAG_DIM_SIZE or length > idx.MAX_DIM_BYTES:
+                    if b[pos + 2] != _TAG_DIM_SIZE or length > _MAX_DIM_BYTES:
                         return None
-                    dim, after = _varint64(b, pos + 3)
-                    if dim < 0 or after != pos + 2 + length:
+                    dim = b[pos + 3]
+                    if dim < 0x80:
+                        after = pos + 4
+                    else:
+                        dim, after = _varint64(b, pos + 3)
+                        if dim < 0:
+                            return None
+                    if after != pos + 2 + length:
                         return None
                     dims.append(dim)
                     pos = after
                 if pos != end:
                     return None
-            elif tag == idx.TAG_SHARD_ID:
+            elif tag == _TAG_SHARD_ID:
                 shard_id = value
-            elif tag == idx.TAG_OFFSET:
+            elif tag == _TAG_OFFSET:
                 offset = value
-            elif tag == idx.TAG_SIZE:
+            elif tag == _TAG_SIZE:
                 size = value
             else:  # slices (0x3a), unknown fields, multi-byte tags
                 return None

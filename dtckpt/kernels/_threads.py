@@ -14,9 +14,10 @@ import operator
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import crc32c as _crc32c
-
 from ._checks import as_byte_array, check_crc
+from ._crc32c import crc32c_module
+
+_crc32c = crc32c_module()
 
 #: Buffers up to this size are hashed by a single ``crc32c.crc32c`` call in ``crc32c_value``
 #: (on a 2-core machine two threads only break even at about 32 MiB).

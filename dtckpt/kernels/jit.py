@@ -11,7 +11,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-import crc32c as _crc32c
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -20,9 +19,12 @@ from numba.extending import register_jitable
 from . import _algorithms as alg
 from . import _checks as chk
 from . import _threads
+from ._crc32c import crc32c_module
 from ._index_jit import decode_block_entries, parse_bundle_entries
 from ._llvm import HAVE_SSE42, crc32_u8, crc32_u64, load_u64, memcpy
 from .reference import check_shuffle_args
+
+_crc32c = crc32c_module()
 
 __all__ = [
     "HAVE_SSE42",

@@ -9,14 +9,16 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-import crc32c as _crc32c
 import numpy as np
 import numpy.typing as npt
 
 from . import _algorithms as alg
 from . import _checks as chk
 from . import _threads
+from ._crc32c import crc32c_module
 from ._index_reference import decode_block_entries, parse_bundle_entries
+
+_crc32c = crc32c_module()
 
 _XPOW8N = alg.xpow8n_table()
 

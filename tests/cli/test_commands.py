@@ -177,7 +177,15 @@ def test_diff(tmp_path: pathlib.Path) -> None:
     assert same.returncode == 0 and same.stdout == ""
 
 
-HEAVY = ("numba", "zstandard", "dtckpt.dtensor", "dtckpt.mesh", "dtckpt.checkpoint.checkpoint")
+HEAVY = (
+    "numba",
+    "zstandard",
+    "dtckpt.dtensor",
+    "dtckpt.mesh",
+    "dtckpt.checkpoint.checkpoint",
+    "dtckpt.checkpoint.state",
+    "importlib.metadata",
+)
 
 
 def test_inspect_and_verify_start_light() -> None:

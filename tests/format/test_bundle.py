@@ -326,3 +326,15 @@ def test_keys_that_are_not_utf8_round_trip_through_their_listed_names(tmp_path) 
     assert reader.get_tensor(listed).tolist() == [0, 1, 2]
     assert reader.bundle.read(listed).tolist() == [0, 1, 2]  # the bundle layer agrees
     assert listed in reader.bundle
+
+
+@pytest.mark.parametrize(
+    "name", ["dt_2x4_save/ckpt-1", "partitioned_tf1/ckpt", "dtypes/ckpt", "og_v1_slots/ckpt"]
+)
+def test_visible_entries_walk_the_rows_as_entry_reads_them(name: str) -> None:
+    from tests.conftest import GOLDEN
+
+    with BundleReader(str(GOLDEN / name)) as reader:
+        walked = reader.index.visible_entries()
+        assert [k for k, _ in walked] == reader.keys()
+        assert walked == [(k, reader.entry(k)) for k in reader.keys()]
