@@ -1,4 +1,4 @@
-"""``dtckpt explain PATH``: what a restore will read and how much memory it takes (rule R-PL-5).
+"""``dtckpt explain PATH``: what a restore will read and how much memory it takes (rules R-PL-5, V-CL-5).
 
 Works from the index alone: no tensor is read. Without ``--mesh`` every tensor is planned as
 a whole value; with ``--mesh`` and ``--layout VAR=SPEC`` the named tensors are planned block
@@ -12,7 +12,7 @@ from typing import Any
 
 from ._term import HelpFormatter, Terminal, to_json
 
-__all__ = ["register", "run", "parse_mesh", "parse_layout"]
+__all__ = ["register", "run"]
 
 EPILOG = """\
 The plan is the one a restore runs: for each device (and client, with --clients) the data
@@ -65,8 +65,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, term: Terminal) -> int:
     from ..checkpoint.plans import format_bytes
     from ..checkpoint.reader import resolve_checkpoint_path
+    from ..dtensor import Layout
     from ..dtensor.save_restore import plan_checkpoint_restore
     from ..errors import InvalidArgumentError, MemoryBudgetError
+    from ._mesh import parse_layouts, parse_mesh
     from ._open import resolve_path
 
     if args.layout and not args.mesh:
@@ -74,7 +76,9 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
     layouts = {}
     if args.mesh:
         mesh = parse_mesh(args.mesh)
-        layouts = dict(parse_layout(text, mesh) for text in args.layout)
+        layouts = {
+            name: Layout(specs, mesh) for name, specs in parse_layouts(args.layout, mesh).items()
+        }
     path = resolve_checkpoint_path(resolve_path(args.path))
     try:
         plan = plan_checkpoint_restore(
@@ -96,30 +100,3 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
     if plan.budget is None:
         term.info(f"(no budget; any budget from {format_bytes(plan.peak_bytes)} up fits)")
     return 0
-
-
-def parse_mesh(text: str) -> Any:
-    """``x=2,y=4`` -> a single-client mesh of simulated CPU devices."""
-    from ..dtensor import create_mesh
-    from ..errors import InvalidArgumentError
-
-    dims = []
-    for part in text.split(","):
-        name, _, size = part.partition("=")
-        if not name.strip() or not size.strip().isdigit() or int(size) < 1:
-            raise InvalidArgumentError(f"--mesh wants NAME=SIZE,..., not {text!r}")
-        dims.append((name.strip(), int(size)))
-    return create_mesh(dims, device_type="CPU")
-
-
-def parse_layout(text: str, mesh: Any) -> tuple[str, Any]:
-    """``VAR=x,unsharded`` -> ``(VAR, Layout)`` on ``mesh``."""
-    from ..dtensor import UNSHARDED, Layout
-    from ..errors import InvalidArgumentError
-
-    name, sep, spec = text.rpartition("=")
-    if not sep or not name:
-        raise InvalidArgumentError(f"--layout wants VAR=SPEC, not {text!r}")
-    specs = [s.strip() for s in spec.split(",")] if spec.strip() else []
-    specs = [UNSHARDED if s in ("-", "unsharded", UNSHARDED) else s for s in specs]
-    return name, Layout(specs, mesh)
