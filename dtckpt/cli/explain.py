@@ -1,4 +1,4 @@
-"""``dtckpt explain PATH``: what a restore will read and how much memory it takes (rules R-PL-5, V-CL-5).
+"""``dtckpt explain PATH``: what a restore will read and the memory it takes (R-PL-5, V-CL-5).
 
 Works from the index alone: no tensor is read. Without ``--mesh`` every tensor is planned as
 a whole value; with ``--mesh`` and ``--layout VAR=SPEC`` the named tensors are planned block
@@ -23,13 +23,14 @@ into fresh tensors makes. --budget plans under a memory budget and exits 1, nami
 smallest budget that works, when none fits.
 
 A mesh is NAME=SIZE,... (simulated CPU devices). A layout spec lists, per dimension of
-the tensor, a mesh dimension or 'unsharded' ('-' for short). VAR is a tensor key or the
-key without /.ATTRIBUTES/VARIABLE_VALUE (model/kernel, or model.kernel).
+the tensor, a mesh dimension or 'unsharded' ('-' for short). VAR is a tensor key, the key
+without /.ATTRIBUTES/VARIABLE_VALUE (model/kernel), or its last part when only one key has
+it (kernel), as for inspect; model.kernel means model/kernel.
 
-examples:
-  dtckpt explain spec/golden/dtensor/ckpt
-  dtckpt explain spec/golden/dtensor/ckpt --mesh a=4,b=2 --layout model/w=b,a --clients 2
-  dtckpt explain --json --new --budget 4096 spec/golden/dtensor/ckpt
+examples (after 'dtckpt demo /tmp/dtckpt-demo'):
+  dtckpt explain /tmp/dtckpt-demo
+  dtckpt explain /tmp/dtckpt-demo --mesh a=4,b=2 --layout kernel=b,a --layout bias=a --clients 2
+  dtckpt explain /tmp/dtckpt-demo --json --new --budget 4194304
 """
 
 
@@ -64,7 +65,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, term: Terminal) -> int:
     from ..checkpoint.plans import format_bytes
-    from ..checkpoint.reader import resolve_checkpoint_path
+    from ..checkpoint.reader import list_variables, resolve_checkpoint_path
     from ..dtensor import Layout
     from ..dtensor.save_restore import plan_checkpoint_restore
     from ..errors import InvalidArgumentError, MemoryBudgetError
@@ -73,13 +74,13 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
 
     if args.layout and not args.mesh:
         raise InvalidArgumentError("--layout needs --mesh")
+    path = resolve_checkpoint_path(resolve_path(args.path))
     layouts = {}
     if args.mesh:
         mesh = parse_mesh(args.mesh)
-        layouts = {
-            name: Layout(specs, mesh) for name, specs in parse_layouts(args.layout, mesh).items()
-        }
-    path = resolve_checkpoint_path(resolve_path(args.path))
+        specs = parse_layouts(args.layout, mesh)
+        keys = _keys_of(list(specs), [name for name, _ in list_variables(path)])
+        layouts = {keys[name]: Layout(spec, mesh) for name, spec in specs.items()}
     try:
         plan = plan_checkpoint_restore(
             path,
@@ -100,3 +101,17 @@ def run(args: argparse.Namespace, term: Terminal) -> int:
     if plan.budget is None:
         term.info(f"(no budget; any budget from {format_bytes(plan.peak_bytes)} up fits)")
     return 0
+
+
+def _keys_of(names: list[str], keys: list[str]) -> dict[str, str]:
+    """Each ``--layout`` name -> its key, as inspect matches them (V-LY-2); a name written
+    with dots (``model.kernel``, the Python attribute path) also means ``model/kernel``."""
+    from ..errors import InvalidArgumentError
+    from ._mesh import match_variables
+
+    try:
+        return match_variables(names, keys)
+    except InvalidArgumentError:
+        slashed = {n: n.replace(".", "/") if "/" not in n else n for n in names}
+        found = match_variables(list(dict.fromkeys(slashed.values())), keys)
+        return {n: found[s] for n, s in slashed.items()}

@@ -23,7 +23,7 @@ from dtckpt.cli import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 #: The order in which the commands' examples run: each may use what earlier ones wrote.
-ORDER = ["demo", "inspect", "verify", "diff", "convert", "pack", "unpack"]
+ORDER = ["demo", "inspect", "verify", "diff", "explain", "convert", "pack", "unpack"]
 _SETUP = re.compile(
     r"^(python -m venv \.venv|\. \.venv/bin/activate|pip install \.|"
     r"\.venv/bin/python -m pip install tox|\.venv/bin/python -m tox)$"
