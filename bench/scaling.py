@@ -9,10 +9,11 @@ Run from anywhere::
 
 Each scenario is one shape real programs have (N variables in one list, one dict or one
 module; a chain of N nested modules; lists and dicts nested N deep; one tensor stored as
-N slices; a mesh of N devices; K saves into one directory...), timed at several sizes N, each time the best of a few runs.
-The growth exponent is the slope of log(time) over log(N), fitted over all sizes ("fit")
-and between the two largest ("top"): 1 is linear, 2 quadratic. An exponent above 1.15
-is flagged; with ``--quick`` an exponent above 1.3 fails the run (exit status 1), the one
+N slices; a mesh of N devices; K saves into one directory...), timed at several sizes N,
+each time the best of a few runs. The growth exponent is the slope of log(time) over
+log(N), fitted over all sizes ("fit") and between the two largest ("top"): 1 is linear,
+2 quadratic. An exponent above 1.15 is flagged; with ``--quick`` an exponent above 1.3
+(still, after timing the scenario twice more) fails the run (exit status 1), the one
 verdict a benchmark may give: on shape, not on speed. Where TensorFlow has the same
 operation it runs the same scenario in the same process, and the table shows
 TF time / dtckpt time (above 1: dtckpt is faster).
@@ -63,6 +64,7 @@ from dtckpt import dtensor  # noqa: E402
 NO_FSYNC = dtckpt.CheckpointOptions(experimental_fsync=False)
 FLAG_EXPONENT = 1.15  # printed as a flag
 FAIL_EXPONENT = 1.3  # --quick: the run fails
+RETRIES = 2  # --quick: a scenario above FAIL_EXPONENT is timed again this many times at most
 TIME_BUDGET = 20.0  # seconds of repeats per variant and size, after the first run
 TF_SIZE_BUDGET = 180.0  # TF is not run at a size its earlier sizes predict to take longer
 
@@ -649,11 +651,24 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"{s.name} N={n}: TF {fmt_seconds(min(row.tf))}")
                 rows.append(row)
             mine = [r for r in rows if r.scenario == s.name]
-            best = [min(r.ours) for r in mine]
             # Growth is judged on CPU time: other programs on the machine slow the wall clock
             # of one size and not another, but not the work this process does.
             cpu = [min(r.ours_cpu) for r in mine]
             fit, top = exponent(sizes, cpu), exponent(sizes[-2:], cpu[-2:])
+            again = 0
+            while args.quick and fit is not None and fit > FAIL_EXPONENT and again < RETRIES:
+                # A quick run times small N a few times: one slow spell can tilt its fit. A
+                # cost that really grows too fast stays above the limit when timed again;
+                # the best of all runs of each size is kept.
+                again += 1
+                log(f"{s.name}: exponent {fit:.2f} > {FAIL_EXPONENT}, timed again ({again})")
+                for row in mine:
+                    wall, spent = run_setup(s.ours, dtckpt, row.n, work, repeats)
+                    row.ours += wall
+                    row.ours_cpu += spent
+                cpu = [min(r.ours_cpu) for r in mine]
+                fit, top = exponent(sizes, cpu), exponent(sizes[-2:], cpu[-2:])
+            best = [min(r.ours) for r in mine]
             wall_fit = exponent(sizes, best)
             tf_best = [min(r.tf) for r in mine if r.tf]
             tf_fit = exponent(sizes[: len(tf_best)], tf_best) if len(tf_best) >= 2 else None
