@@ -490,7 +490,8 @@ class FsspecStore:
         return hashlib.sha256(data).hexdigest()
 
     # -- listing and removing -----------------------------------------------------------
-    def list_directories(self, directory: str) -> list[str]:
+    def _names(self, directory: str, kind: str) -> list[str]:
+        """The base names of the entries of ``kind`` directly in ``directory``, listed afresh."""
         self.fs.invalidate_cache(directory)
         try:
             with _translated(self.url(directory)):
@@ -498,23 +499,14 @@ class FsspecStore:
         except NotFoundError:
             return []
         return [
-            str(e["name"]).rstrip("/").rpartition("/")[2]
-            for e in entries
-            if e.get("type") == "directory"
+            str(e["name"]).rstrip("/").rpartition("/")[2] for e in entries if e.get("type") == kind
         ]
 
+    def list_directories(self, directory: str) -> list[str]:
+        return self._names(directory, "directory")
+
     def list(self, directory: str) -> list[str]:
-        self.fs.invalidate_cache(directory)
-        try:
-            with _translated(self.url(directory)):
-                entries = self.fs.ls(directory, detail=True)
-        except NotFoundError:
-            return []
-        return [
-            str(e["name"]).rstrip("/").rpartition("/")[2]
-            for e in entries
-            if e.get("type") == "file"
-        ]
+        return self._names(directory, "file")
 
     def delete(self, key: str) -> None:
         try:
