@@ -14,9 +14,8 @@ Three questions users of every checkpoint library ask, answered side by side in 
 Every figure comes from a fresh child process per engine and question, so one
 measurement cannot inherit another's heap: the peak resident set (Linux ``VmHWM``,
 reset just before the call) minus the resident set just before it, with glibc's mmap
-threshold fixed so that a transient buffer cannot hide in memory freed earlier. Orbax and PyTorch DCP
-rows are added when those packages are installed; the peers' figures quoted in
-bench/README.md are from their own publications and issue trackers, not from this run.
+threshold fixed so that a transient buffer cannot hide in memory freed earlier. Orbax and
+PyTorch DCP have no rows yet: they need JAX or PyTorch, which this benchmark does not install.
 
 Run ``python bench/memory.py`` (1 GiB in 16 float32 variables) or ``--quick`` (64 MiB).
 """

@@ -74,7 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status (0 ok, 1 problems or errors, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except SystemExit as exc:
+        if exc.code == 2 and "--json" in words:  # rule V-FH-4: a usage error, said in JSON too
+            from ._term import to_json
+
+            message = "usage error (the line above says what; dtckpt COMMAND --help shows how)"
+            print(to_json({"error": {"type": "UsageError", "message": message, "path": None,
+                                     "key": None, "offset": None}}))  # fmt: skip
+        raise
     term = Terminal(quiet=args.quiet)
     try:
         status: int = args.run(args, term)

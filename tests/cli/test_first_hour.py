@@ -53,6 +53,25 @@ def test_paths_that_are_not_checkpoints_get_hints(
     assert hint_for("s3://bucket/ckpt") is None
 
 
+def test_json_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["inspect", "--json", "--no-such-option", "x"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert "unrecognized arguments: --no-such-option" in captured.err
+    error = json.loads(captured.out)["error"]
+    assert error["type"] == "UsageError" and set(error) == {
+        "type",
+        "message",
+        "path",
+        "key",
+        "offset",
+    }
+    with pytest.raises(SystemExit):  # without --json, argparse's words alone
+        main(["inspect", "--no-such-option", "x"])
+    assert capsys.readouterr().out == ""
+
+
 def test_json_errors(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = str(tmp_path / "nothing")
     for argv in (
