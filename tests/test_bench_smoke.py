@@ -37,6 +37,8 @@ def _check_object_store(result: dict[str, Any]) -> None:
         "boto3 upload_file (same bytes)",
     }
     assert result["resharding"]["ratio"] <= 1.1
+    small = result["small_values"]
+    assert 1 <= small["requests"] <= 4, small  # read ahead (S-SI-8), not one request each
 
 
 def _check_plans(result: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ import logging
 import weakref
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -323,7 +323,8 @@ class CheckpointPosition:
         try:
             try:
                 step.match(self.node_id, trackable)
-                step.plan_reads()  # rules R-PL-1, R-MB-1: refused here, nothing changed
+                if self.coordinator.memory_budget is not None:
+                    step.plan_reads()  # rules R-PL-1, R-MB-1: refused here, nothing changed
                 if after_match is not None:
                     after_match(step)
             except BaseException:
@@ -360,7 +361,6 @@ class _Step:
         self.coordinator = coordinator
         self.bound = array("q")  # nodes bound by this step, in walk order
         self.with_values = array("q")  # those with attributes
-        self.taken: list[list[tuple[str, str]]] = []  # (name, key) each of them takes
         self.deferrals: list[tuple[Trackable, str, int]] = []
         self.slots: list[tuple[Trackable, str, Trackable]] = []
         #: A new slot variable's node -> its variable's node and the slot's name.
@@ -368,7 +368,7 @@ class _Step:
         self.unused: list[tuple[int, str]] = []
         #: What each object of ``with_values`` reads, in order, with the (attribute name,
         #: checkpoint key) pairs it takes (rule R-PL-1).
-        self.planned: list[tuple[int, ObjectReads, list[tuple[str, str]]]] = []
+        self.planned: list[tuple[int, ObjectReads, list[tuple[str, str]]]] | None = None
 
     def match(self, node_id: int, trackable: Trackable) -> None:
         """Bind breadth-first and check every stored value against its object (O-RS-2, O-RS-6)."""
@@ -389,7 +389,7 @@ class _Step:
             obj._check_restorable()  # a container a save would refuse (O-TR-7..9)
             if coordinator.graph.has_attributes(node_id):
                 self.with_values.append(node_id)
-                self.taken.append(self._check_values(node_id, coordinator.attributes(node_id), obj))
+                self._check_values(node_id, coordinator.attributes(node_id), obj)
             for child in coordinator.children(node_id):
                 child_obj = coordinator.lookup(obj, child.local_name)
                 if child_obj is not None:
@@ -424,18 +424,16 @@ class _Step:
 
     def _check_values(
         self, node_id: int, attributes: list[SerializedTensor], obj: Trackable
-    ) -> list[tuple[str, str]]:
-        """The (name, key) pairs ``obj`` takes, each checked from the index alone."""
+    ) -> None:
+        """Check each value ``obj`` takes from the index alone; note the ones it does not."""
         # The keys stored in the graph, never recomputed ones (rule O-RS-4); only the
         # index is consulted here, no value is read.
         reader = self.coordinator.reader
         saved = obj._attribute_names()
-        taken = []
         for attribute in attributes:
             if attribute.name not in saved:
                 self.unused.append((node_id, attribute.name))
                 continue
-            taken.append((attribute.name, attribute.checkpoint_key))
             entry = reader.entry(attribute.checkpoint_key)
             key = attribute.checkpoint_key
             problem = obj._restore_problem(
@@ -448,8 +446,20 @@ class _Step:
                 )
             # Its data files opened and its bytes found inside them (rule F-RD-9): held
             # open until the step ends, so that a checkpoint pruned meanwhile still reads.
-            reader.check_stored(key)
-        return taken
+            # Values are read in the order they are checked: a store reads them ahead
+            # (rule S-SI-8), outside a memory budget, which counts no read-ahead.
+            reader.check_stored(key, entry, expect=self.coordinator.memory_budget is None)
+
+    def _taken(self, node_id: int, obj: Trackable) -> list[tuple[str, str]]:
+        """The (attribute name, checkpoint key) pairs ``obj`` takes, as checked by
+        :meth:`_check_values`: decoded again when needed rather than held for every
+        object of a restore (a restore's bookkeeping stays a few bytes a node)."""
+        saved = obj._attribute_names()
+        return [
+            (a.name, a.checkpoint_key)
+            for a in self.coordinator.attributes(node_id)
+            if a.name in saved
+        ]
 
     def _new_slot(self, variable: Trackable, slot_node: int) -> Trackable | None:
         """A new variable to restore one of ``variable``'s optimizer slots into (rule O-RS-7).
@@ -529,11 +539,11 @@ class _Step:
         """The objects :meth:`assign` gives values to, in its order."""
         coordinator = self.coordinator
         uid = coordinator.restore_uid
-        for node_id, taken in zip(self.with_values, self.taken, strict=True):
+        for node_id in self.with_values:
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
-            yield node_id, obj, taken
+            yield node_id, obj, self._taken(node_id, obj)
 
     def describe(self, live: Iterable[tuple[str, Trackable]]) -> RestorePlan:
         """The plan of this step, with what matched nothing (rule R-PL-4)."""
@@ -566,6 +576,7 @@ class _Step:
             for attribute in coordinator.attributes(node_id):
                 if attribute.name == name:
                     unused.append(attribute.checkpoint_key)
+        assert self.planned is not None  # describe follows plan_reads
         return RestorePlan(
             coordinator.save_path,
             [reads for _, reads, _ in self.planned],
@@ -576,18 +587,34 @@ class _Step:
             clients=coordinator.clients,
         )
 
+    def _runs(self) -> Iterator[tuple[int, ObjectReads | None, list[tuple[str, str]] | None]]:
+        """What :meth:`assign` reads: the recorded plan, or, without a budget, each object
+        with nothing recorded (its reads then decide as its plan would, rule R-PL-1)."""
+        if self.planned is not None:
+            yield from self.planned
+        else:
+            for node_id in self.with_values:
+                yield node_id, None, None
+
     def assign(self) -> None:
         """Read each object's values as planned and hand them over, one object at a time
         (rules O-RS-4, O-RS-5, R-PL-1)."""
         coordinator = self.coordinator
         uid = coordinator.restore_uid
-        for node_id, plan, taken in self.planned:
+        for node_id, plan, taken in self._runs():
             obj = coordinator.bound_object(node_id)
             if obj is None or obj._self_update_uid > uid:
                 continue  # a newer restore already set this object (rule O-RS-5)
+            if taken is None:
+                taken = self._taken(node_id, obj)
             values = {}
             for name, key in taken:
-                reads = plan.reads if len(taken) == 1 else [r for r in plan.reads if r.key == key]
+                if plan is None:
+                    reads: Sequence[ValueRead] = ()
+                elif len(taken) == 1:
+                    reads = plan.reads
+                else:
+                    reads = [r for r in plan.reads if r.key == key]
                 try:
                     values[name] = obj._read_checkpoint_value(coordinator.reader, name, key, reads)
                 except InvalidArgumentError as exc:

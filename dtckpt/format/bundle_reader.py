@@ -48,7 +48,7 @@ from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
 from .slice_index import SliceIndex
 from .slices import full_slice, resolve
-from .streams import BundleSource, ShardFile, source_for
+from .streams import BundleSource, ShardFile, StoreShard, source_for
 from .strings import decode_string_tensor
 from .tiling import tiling_problem
 
@@ -289,14 +289,19 @@ class BundleReader:
         return message
 
     def _check_span(self, key: bytes, entry: BundleEntry) -> ShardFile:
-        shard = self._shard(entry.shard_id, key)
-        if entry.offset + entry.size > shard.size:
+        return self._check_bytes(key, entry.shard_id, entry.offset, entry.size)
+
+    def _check_bytes(self, key: bytes, shard_id: int, offset: int, size: int) -> ShardFile:
+        """Data file ``shard_id``, opened, once bytes ``[offset, offset + size)`` are found
+        to lie inside it."""
+        shard = self._shard(shard_id, key)
+        if offset + size > shard.size:
             raise OutOfRangeError(
-                f"entry needs bytes [{entry.offset}, {entry.offset + entry.size}) but the data "
-                f"file holds {shard.size} bytes (truncated?)",
+                f"entry needs bytes [{offset}, {offset + size}) but the data file holds "
+                f"{shard.size} bytes (truncated?)",
                 path=shard.path,
                 key=key,
-                offset=entry.offset,
+                offset=offset,
             )
         return shard
 
@@ -542,30 +547,29 @@ class BundleReader:
             least = max(least, row_bytes)
         return ReadCost(ranges, allocates, peak, least)
 
-    def check_stored(self, key: str | bytes) -> None:
+    def check_stored(
+        self, key: str | bytes, entry: BundleEntry | None = None, *, expect: bool = False
+    ) -> None:
         """Open the data files holding ``key``'s bytes and check that they lie inside them,
         reading none of them (rule F-RD-9).
 
         A restore calls this for every value before it changes anything: a missing or
         truncated data file then fails the restore while nothing has changed, and a file
         unlinked afterwards (an old checkpoint pruned by another writer) stays readable
-        through the descriptor held until :meth:`close_files`.
+        through the descriptor held until :meth:`close_files`. ``entry``: the entry under
+        ``key``, when the caller has it already. ``expect``: the value will be read, after
+        those checked before it (a data object of a store then reads it ahead, S-SI-8).
         """
         kb = key_bytes(key)
-        entry = self.entry(kb)
+        if entry is None:
+            entry = self.entry(kb)
         if not entry.slices:
-            self._check_span(kb, entry)
+            shard = self._check_span(kb, entry)
+            if expect and isinstance(shard, StoreShard):
+                shard.expect(entry.offset, entry.size)
             return
         for piece in self.read_ranges(kb):
-            shard = self._shard(piece.shard_id, piece.key)
-            if piece.offset + piece.length > shard.size:
-                raise OutOfRangeError(
-                    f"entry needs bytes [{piece.offset}, {piece.offset + piece.length}) but the "
-                    f"data file holds {shard.size} bytes (truncated?)",
-                    path=shard.path,
-                    key=piece.key,
-                    offset=piece.offset,
-                )
+            self._check_bytes(piece.key, piece.shard_id, piece.offset, piece.length)
 
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry

@@ -23,6 +23,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import CheckpointError, DataLossError
 from . import wire
@@ -41,14 +42,17 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ObjectReference:
+class ObjectReference(NamedTuple):
+    """A child of a node (``TrackableObject.ObjectReference``)."""
+
     node_id: int
     local_name: str
 
 
-@dataclass(frozen=True)
-class SerializedTensor:
+class SerializedTensor(NamedTuple):
+    """A value a node saves (``TrackableObject.SerializedTensor``). Records made per value
+    are tuples: a restore of N variables makes N of them, twice."""
+
     name: str
     full_name: str
     checkpoint_key: str
@@ -136,6 +140,57 @@ def _fields(message: memoryview) -> dict[int, object]:
     return fields
 
 
+#: The tags of ``SerializedTensor``'s three string fields (numbers 1 to 3, wire type LEN).
+_ATTRIBUTE_TAGS = {0x0A: 0, 0x12: 1, 0x1A: 2}
+
+
+def _decode_attribute(message: memoryview) -> SerializedTensor:
+    """A ``SerializedTensor`` message: its three strings, decoded as :func:`_fields` and
+    :func:`_string` would (the last occurrence wins, a VARINT where a string belongs is
+    an error, other wire types are ignored), without building a dict per message.
+
+    A restore decodes one per value, twice: messages made only of the three strings, each
+    shorter than 128 bytes (what every writer produces for keys that short), are read in
+    one loop over their bytes; any other message goes through :func:`_decode_any_attribute`.
+    """
+    data = bytes(message)
+    end = len(data)
+    strings = [b"", b"", b""]
+    pos = 0
+    while pos < end:
+        slot = _ATTRIBUTE_TAGS.get(data[pos])
+        if slot is None or pos + 1 >= end:
+            return _decode_any_attribute(message)
+        length = data[pos + 1]
+        pos += 2
+        if length >= 0x80 or pos + length > end:
+            return _decode_any_attribute(message)
+        strings[slot] = data[pos : pos + length]
+        pos += length
+    return SerializedTensor(
+        strings[0].decode("utf-8", "surrogateescape"),
+        strings[1].decode("utf-8", "surrogateescape"),
+        strings[2].decode("utf-8", "surrogateescape"),
+    )
+
+
+def _decode_any_attribute(message: memoryview) -> SerializedTensor:
+    """:func:`_decode_attribute` for any message, field by field."""
+    spans: list[tuple[int, int] | None] = [(0, 0), (0, 0), (0, 0)]
+    for number, wire_type, value, stop in iter_spans(message):
+        if 1 <= number <= 3:
+            if wire_type == wire.LEN:
+                spans[number - 1] = (value, stop)
+            elif wire_type == wire.VARINT:
+                spans[number - 1] = None
+    strings = []
+    for span in spans:
+        if span is None:
+            raise DataLossError("a string field of the object graph has the wrong wire type")
+        strings.append(bytes(message[span[0] : span[1]]).decode("utf-8", "surrogateescape"))
+    return SerializedTensor(strings[0], strings[1], strings[2])
+
+
 def _decode_slot(fields: dict[int, object]) -> SlotVariableReference:
     return SlotVariableReference(
         as_int32(int(fields.get(1, 0))),  # type: ignore[call-overload]
@@ -152,18 +207,13 @@ def _decode_node(buf: memoryview) -> TrackableObject:
         if wire_type != wire.LEN:
             continue
         assert isinstance(value, memoryview)
+        if number == 2:
+            attributes.append(_decode_attribute(value))
+            continue
         fields = _fields(value)
         if number == 1:
             node_id = as_int32(int(fields.get(1, 0)))  # type: ignore[call-overload]
             children.append(ObjectReference(node_id, _string(fields.get(2, memoryview(b"")))))
-        elif number == 2:
-            attributes.append(
-                SerializedTensor(
-                    _string(fields.get(1, memoryview(b""))),
-                    _string(fields.get(2, memoryview(b""))),
-                    _string(fields.get(3, memoryview(b""))),
-                )
-            )
         elif number == 3:
             slots.append(_decode_slot(fields))
         elif number == 4:
@@ -294,14 +344,7 @@ class ObjectGraphView:
         out = []
         for message, start in self._fields_of(node_id, 2):
             try:
-                fields = _fields(message)
-                out.append(
-                    SerializedTensor(
-                        _string(fields.get(1, memoryview(b""))),
-                        _string(fields.get(2, memoryview(b""))),
-                        _string(fields.get(3, memoryview(b""))),
-                    )
-                )
+                out.append(_decode_attribute(message))
             except (CheckpointError, ValueError, TypeError) as exc:
                 raise _parse_error(exc, start) from None
         return out

@@ -191,7 +191,7 @@ class FsspecReader:
             if isinstance(data, BaseException):
                 with _translated(url):
                     raise data
-            self._store.count(read=len(data))
+            self._store.count(read=len(data), requests=1)
             if len(data) != span.length:
                 raise OutOfRangeError(
                     f"asked for {span.length} bytes, the store returned {len(data)}",
@@ -338,7 +338,8 @@ class FsspecStore:
     """Objects of one fsspec file system; keys are that file system's paths.
 
     ``bytes_read`` and ``bytes_written`` count the payload bytes moved since the
-    store was made (benchmarks compare them with what a read needed).
+    store was made (benchmarks compare them with what a read needed), ``reads`` the
+    ranged requests of data objects.
     """
 
     def __init__(self, fs: Any) -> None:
@@ -349,13 +350,16 @@ class FsspecStore:
         self.atomic_conditions = self.is_s3
         self.bytes_read = 0
         self.bytes_written = 0
+        self.reads = 0
         self._counting = threading.Lock()
         #: Parts of multipart uploads in requests at once, all writers of this store together.
         self.part_slots = threading.Semaphore(max(1, MAX_IN_FLIGHT // PART_SIZE))
 
-    def count(self, *, read: int = 0, written: int = 0) -> None:
-        """Add to :attr:`bytes_read` and :attr:`bytes_written` (reader threads share them)."""
+    def count(self, *, read: int = 0, written: int = 0, requests: int = 0) -> None:
+        """Add to :attr:`bytes_read`, :attr:`bytes_written` and :attr:`reads` (reader
+        threads share them)."""
         with self._counting:
+            self.reads += requests
             self.bytes_read += read
             self.bytes_written += written
 

@@ -15,6 +15,7 @@ import pytest
 import dtckpt
 from dtckpt import dtensor as dd
 from dtckpt.errors import ConditionalWriteConflict, NotFoundError
+from dtckpt.format.bundle_reader import BundleReader
 from dtckpt.storage.objects import CLAIMS, PrefixClaim
 from dtckpt.storage.urls import resolve
 
@@ -203,3 +204,36 @@ def test_resharding_restore_reads_what_it_needs(s3_bucket: str) -> None:
     read = store.bytes_read - before
     assert np.array_equal(fresh.numpy(), value)
     assert value.nbytes <= read <= 1.1 * value.nbytes  # rule S-SI-3: rows of blocks, no more
+
+
+def test_restoring_many_small_values_reads_them_ahead_in_few_requests(s3_bucket: str) -> None:
+    # Rule S-SI-8: a restore reads its small values ahead, adjacent ones in one request.
+    rng = np.random.default_rng(8)
+    values = [rng.standard_normal((4, 5)).astype(np.float32) for _ in range(300)]
+    root = dtckpt.Module()
+    root.layers = [dtckpt.Variable(v) for v in values]
+    root.names = [dtckpt.Variable(np.array([b"v%d" % i, b""], dtype=object)) for i in range(5)]
+    path = dtckpt.Checkpoint(model=root).write(f"{s3_bucket}/many/ckpt")
+    fresh = dtckpt.Module()
+    fresh.layers = [dtckpt.Variable(np.zeros((4, 5), np.float32)) for _ in values]
+    fresh.names = [dtckpt.Variable(np.array([b"", b""], dtype=object)) for _ in range(5)]
+    store, _ = resolve(path)
+    before = store.reads
+    dtckpt.Checkpoint(model=fresh).read(path).assert_consumed()
+    requests = store.reads - before
+    for got, want in zip(fresh.layers, values, strict=True):
+        assert np.array_equal(got.numpy(), want)
+    assert [list(v.numpy()) for v in fresh.names] == [[b"v%d" % i, b""] for i in range(5)]
+    assert 1 <= requests <= 3, requests  # 306 values, one data object: not one request each
+    # A value whose checksum fails is still refused when it arrived read ahead.
+    data = f"{path[5:]}.data-00000-of-00001"
+    fs = s3_filesystem()
+    key = "model/layers/7/.ATTRIBUTES/VARIABLE_VALUE"
+    with BundleReader(path) as reader:
+        offset = reader.entry(key).offset
+    raw = bytearray(fs.cat_file(data))
+    raw[offset + 3] ^= 0xFF
+    fs.pipe_file(data, bytes(raw))
+    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum") as failed:
+        dtckpt.Checkpoint(model=fresh).read(path)
+    assert failed.value.key == key.encode() or failed.value.key == key
