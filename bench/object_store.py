@@ -278,7 +278,8 @@ def resharding(cfg: Config) -> dict[str, Any]:
     with dtckpt.BundleReader(path) as reader:
         index_bytes = len(store.read(resolve(path + ".index")[1]))
         graph_bytes = sum(r.length for r in reader.read_ranges("_CHECKPOINTABLE_OBJECT_GRAPH"))
-        counter = sum(r.length for r in reader.read_ranges("save_counter/.ATTRIBUTES/VARIABLE_VALUE"))
+        counter_key = "save_counter/.ATTRIBUTES/VARIABLE_VALUE"
+        counter = sum(r.length for r in reader.read_ranges(counter_key))
         boxes = set()
         for device in range(8):
             boxes.add(tuple(tuple(b) for b in _block_box(layout, value.shape, device)))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tracemalloc
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,22 +14,7 @@ import dtckpt
 from dtckpt import dtensor
 from dtckpt.errors import MemoryBudgetError
 
-MiB = 1 << 20
-GiB = 1 << 30
-BUDGET = 64 * MiB
-ROWS, COLS = 16384, 16384  # float32: 1 GiB
-
-
-def _peak(call: Callable[[], Any]) -> int:
-    """The peak growth of traced memory while ``call`` runs (NumPy reports its arrays)."""
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        call()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+from ..budgets import BUDGET, COLS, ROWS, GiB, MiB, traced_peak
 
 
 def _budget(bytes_: int = BUDGET) -> dtckpt.CheckpointOptions:
@@ -55,7 +38,7 @@ def test_a_restore_of_1_gib_of_column_blocks_stays_within_64_mib(tmp_path: pathl
     plan = ckpt.read(path, options=dtckpt.CheckpointOptions(
         experimental_dry_run=True, experimental_memory_budget=BUDGET))  # fmt: skip
     assert plan.bytes_read == GiB and plan.peak_bytes <= BUDGET
-    peak = _peak(lambda: ckpt.read(path, options=_budget()).assert_consumed())
+    peak = traced_peak(lambda: ckpt.read(path, options=_budget()).assert_consumed())
     assert plan.peak_bytes <= peak <= BUDGET, (peak, plan.peak_bytes)
     value = target.w._value
     assert value[0, 0] == 0 and value[-1, -1] == ROWS * COLS - 1
@@ -75,7 +58,7 @@ def test_an_asynchronous_save_of_1_gib_stays_within_64_mib(tmp_path: pathlib.Pat
         ckpt.save(str(tmp_path / "ckpt"), options=options)
         ckpt.sync()
 
-    assert _peak(save) <= BUDGET
+    assert traced_peak(save) <= BUDGET
     with dtckpt.CheckpointReader(str(tmp_path / "ckpt-1")) as reader:
         assert reader.get_tensor("m/v3/.ATTRIBUTES/VARIABLE_VALUE")[-1] == 3
     assert os.path.getsize(str(tmp_path / "ckpt-1.data-00000-of-00001")) > GiB

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import tracemalloc
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,21 +11,7 @@ import dtckpt
 from dtckpt import dtensor
 from dtckpt.errors import MemoryBudgetError
 
-MiB = 1 << 20
-GiB = 1 << 30
-BUDGET = 64 * MiB
-ROWS, COLS = 16384, 16384  # float32: 1 GiB
-
-
-def _peak(call: Callable[[], Any]) -> int:
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        call()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
+from ..budgets import BUDGET, COLS, ROWS, GiB, traced_peak
 
 
 def _mesh() -> dtensor.Mesh:
@@ -57,7 +40,7 @@ def test_a_resharding_restore_of_1_gib_stays_within_64_mib(tmp_path: pathlib.Pat
     assert plan.bytes_needed == GiB and plan.peak_bytes <= BUDGET
     assert all(r.in_place for r in plan.reads)
     assert sorted(d for _, d in plan.by_device()) == list(range(8))
-    peak = _peak(lambda: ckpt.read(path, options=options).assert_consumed())
+    peak = traced_peak(lambda: ckpt.read(path, options=options).assert_consumed())
     assert plan.peak_bytes <= peak <= BUDGET, (peak, plan.peak_bytes)
     block = target.w._dvalue.components[5]  # device 5: y=1, x=1 -> rows 1/4, columns 1/2
     rows, cols = ROWS // 4, COLS // 2

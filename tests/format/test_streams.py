@@ -41,6 +41,21 @@ class _Object:
         pass
 
 
+def _shard(data: bytes, expected: Sequence[Span]) -> tuple[StoreShard, _Object]:
+    obj = _Object(data)
+    shard = StoreShard("memory://object", obj)  # type: ignore[arg-type]
+    for span in expected:
+        shard.expect(span.offset, span.length)
+    return shard, obj
+
+
+def _read_all(shard: StoreShard, data: bytes, reads: Sequence[Span]) -> None:
+    for span in reads:
+        out = np.empty(span.length, np.uint8)
+        shard.read_into(out, span.offset)
+        assert out.tobytes() == data[span.offset : span.offset + span.length]
+
+
 @st.composite
 def _plans(draw: st.DrawFn) -> tuple[bytes, list[Span], list[Span]]:
     """An object, the spans expected of it, and the reads that come (mostly the expected
@@ -71,27 +86,15 @@ def test_reads_ahead_return_the_bytes_asked_for(
     saved = streams.READ_AHEAD
     streams.READ_AHEAD = window
     try:
-        obj = _Object(data)
-        shard = StoreShard("memory://object", obj)  # type: ignore[arg-type]
-        for span in expected:
-            shard.expect(span.offset, span.length)
-        for span in reads:
-            out = np.empty(span.length, np.uint8)
-            shard.read_into(out, span.offset)
-            assert out.tobytes() == data[span.offset : span.offset + span.length]
+        shard, _ = _shard(data, expected)
+        _read_all(shard, data, reads)
     finally:
         streams.READ_AHEAD = saved
 
 
 def test_expected_adjacent_values_cost_one_request() -> None:
     data = bytes(range(256)) * 4
-    obj = _Object(data)
-    shard = StoreShard("memory://object", obj)  # type: ignore[arg-type]
     spans = [Span(offset, 16) for offset in range(0, len(data), 16)]
-    for span in spans:
-        shard.expect(span.offset, span.length)
-    for span in spans:
-        out = np.empty(span.length, np.uint8)
-        shard.read_into(out, span.offset)
-        assert out.tobytes() == data[span.offset : span.offset + span.length]
+    shard, obj = _shard(data, spans)
+    _read_all(shard, data, spans)
     assert obj.requests == 1

@@ -85,7 +85,10 @@ def test_raw_ops(s3_bucket: str) -> None:
     assert np.array_equal(got[0], x) and np.array_equal(got[1], x[:2, 1:4])
 
 
-@pytest.mark.parametrize("name", [n for n in golden_names() if n in ("little_checkpoint", "multi_shard", "dtensor", "dtypes")])
+_GOLDENS = ("little_checkpoint", "multi_shard", "dtensor", "dtypes")
+
+
+@pytest.mark.parametrize("name", [n for n in golden_names() if n in _GOLDENS])
 def test_tf_written_goldens_read_from_s3(s3_bucket: str, name: str) -> None:
     golden = load_golden(name)
     fs = s3_filesystem()
@@ -178,7 +181,7 @@ def test_dtensor_checkpoint_over_s3_reshards(s3_bucket: str, tmp_path: pathlib.P
     w = dd.DVariable(dd.copy_to_mesh(value, dd.Layout(["x", "y"], mesh)))
     path = dd.DTensorCheckpoint(mesh, w=w).save(f"{s3_bucket}/dt/ckpt")
     assert path == f"{s3_bucket}/dt/ckpt-1"
-    local = dd.DTensorCheckpoint(mesh, w=w).save(str(tmp_path / "ckpt"))
+    dd.DTensorCheckpoint(mesh, w=w).save(str(tmp_path / "ckpt"))
     names = [n for n in _names(f"{s3_bucket}/dt") if n.startswith("ckpt-1.")]
     assert len(names) == 9  # the index and 8 data objects, one per device
     fs = s3_filesystem()
