@@ -288,7 +288,7 @@ def _check_files(saved: list[VariableView], device_zero: bool, num_shards: int) 
     if fits:
         return
     why = (
-        f"{failed.key} has no layout on it"
+        f"no layout on it explains how {failed.key} was stored"
         if failed is not None
         else f"{len(writers)} devices would write, in other files than the {num_shards} found"
     )

@@ -519,3 +519,23 @@ class FsspecStore:
         except NotFoundError:
             pass
         self._fresh(key)
+
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort the multipart uploads under way of keys starting with ``prefix`` (S3
+        only; elsewhere there are none): a writer killed mid-upload leaves its parts
+        stored, and billed, until someone aborts them (rule S-OS-5). Returns how many."""
+        if not self.is_s3:
+            return 0
+        bucket, name = self.split(prefix)
+        aborted = 0
+        with _translated(self.url(prefix)):
+            reply = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=name)
+            for upload in reply.get("Uploads", []):
+                self.fs.call_s3(
+                    "abort_multipart_upload",
+                    Bucket=bucket,
+                    Key=upload["Key"],
+                    UploadId=upload["UploadId"],
+                )
+                aborted += 1
+        return aborted

@@ -210,6 +210,11 @@ def clean_stale_claims(store: Store, directory: str) -> list[str]:
                     if store.exists(leftover):
                         store.delete(leftover)
                         removed.append(leftover)
+                # A data object still being uploaded when its writer died is no object
+                # yet: its stored parts go too (a store without uploads has none).
+                abort_uploads = getattr(store, "abort_uploads", None)
+                if abort_uploads is not None:
+                    abort_uploads(prefix + ".data-")
             store.delete(key)
             removed.append(key)
         finally:
