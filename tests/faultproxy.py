@@ -47,6 +47,7 @@ ERRORS = {
     "ServiceUnavailable": (503, "Service is unable to handle request."),
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "ExpiredToken": (403, "The provided token has expired."),
+    "AccessDenied": (403, "Access Denied"),
     "InvalidAccessKeyId": (
         403,
         "The AWS Access Key Id you provided does not exist in our records.",

@@ -170,7 +170,7 @@ def test_a_lasting_server_error_leaves_the_previous_checkpoint(
     _assert_values(variables, saved)
 
 
-@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidAccessKeyId"])
+@pytest.mark.parametrize("code", ["ExpiredToken", "InvalidAccessKeyId", "AccessDenied"])
 @pytest.mark.parametrize("where", ["every request", "data parts"])
 def test_refused_credentials_at_save(
     s3_bucket: str, proxy: FaultProxy, code: str, where: str
