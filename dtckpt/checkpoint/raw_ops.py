@@ -121,7 +121,9 @@ def merge_v2_checkpoints(
 ) -> None:
     """Merge bundles into ``destination_prefix`` (TF's ``MergeV2Checkpoints``).
 
-    ``fsync=True`` fsyncs the data files, the new index and the directory.
+    Any prefix may be a URL (rules F-MG-1, S-SI-5): data files in or into a store are
+    copied rather than renamed, and the merged index is created last. ``fsync=True``
+    fsyncs the data files, the new index and the directory of a local destination.
     """
     if isinstance(checkpoint_prefixes, (str, bytes, os.PathLike)):
         checkpoint_prefixes = [os.fspath(checkpoint_prefixes)]

@@ -13,6 +13,14 @@ never describes data files of another version (rule S-AT-1). With
 ``fsync=True`` the inputs' data files and the new index are fsynced before
 the renames and the directory after them (rule S-AT-2).
 
+In an object store (any input or the destination a URL, rule S-SI-5) there
+is no rename: each data file is copied to its merged name by ranged reads and
+an upload, the merged index is created last, only if absent, under a claim of
+the destination prefix (rules S-OS-1 to S-OS-3), and only then are the inputs'
+indexes and copied data files deleted, index first (S-OS-6): a merge that
+fails leaves its inputs whole. A URL input merged into a local destination is
+copied to a temporary beside its final name and renamed in with the rest.
+
 Inputs are taken in the order given; each data file that holds an entry
 gets the next global shard id the first time one of its entries is seen, in
 key order within each input. Entries of the same partitioned tensor coming
@@ -24,15 +32,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import BinaryIO
 
-from ..errors import (
-    AlreadyExistsError,
-    InvalidArgumentError,
-    NotFoundError,
-    UnimplementedError,
-)
+from ..errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from ..storage.base import ObjectWriter
 from ..storage.durable import TemporaryFile, fsync_path, install, temporary_name
-from ..storage.urls import is_url
+from ..storage.urls import is_url, resolve
 from .bundle_reader import BundleReader
 from .messages import (
     LITTLE,
@@ -46,6 +51,9 @@ from .naming import data_filename, index_filename
 from .table import encode_table
 
 __all__ = ["merge_bundles", "merge_entries", "encode_index", "split_for_merge", "merge_split"]
+
+#: Bytes of a data file copied per read when a merge copies it (to or from a store).
+COPY_CHUNK = 64 << 20
 
 #: A data file's entries ready to merge: full entries of partitioned tensors as records,
 #: every other entry already encoded (``split_for_merge``).
@@ -62,20 +70,14 @@ def merge_bundles(
 ) -> None:
     """Merge the bundles at ``prefixes`` into ``merged_prefix`` (``fsync``: rule S-AT-3)."""
     merged_prefix = os.fspath(merged_prefix)
-    if is_url(merged_prefix) or any(is_url(os.fspath(p)) for p in prefixes):
-        # Merging renames data files into place; a store has no rename (rule S-SI-5).
-        raise UnimplementedError(
-            "merging bundles in an object store is not supported: merge local copies, or "
-            "save the checkpoint to the store whole",
-            path=merged_prefix,
-        )
-    parent = os.path.dirname(merged_prefix)
+    to_store = is_url(merged_prefix)
+    parent = "" if to_store else os.path.dirname(merged_prefix)
     if parent:
         os.makedirs(parent, exist_ok=True)
     present = []
     for prefix in prefixes:
         prefix = os.fspath(prefix)
-        if os.path.exists(index_filename(prefix)):
+        if _exists(index_filename(prefix)):
             present.append(prefix)
         elif not allow_missing_files:
             raise InvalidArgumentError(
@@ -127,22 +129,110 @@ def merge_bundles(
     items = [(b"", encode_header(header))]
     items.extend((key, encode_entry(merged[key])) for key in sorted(merged))
     index_path = index_filename(merged_prefix)
-    _write_merged(index_path, encode_table(items), renames, parent or os.curdir, fsync)
+    if to_store:
+        _write_merged_to_store(merged_prefix, encode_table(items), renames)
+    else:
+        _write_merged(index_path, encode_table(items), renames, parent or os.curdir, fsync)
+    _remove_inputs(present, index_path, renames, delete_old_dirs, to_store)
 
-    merged_dir = os.path.dirname(os.path.abspath(merged_prefix))
+
+def _exists(path: str) -> bool:
+    if is_url(path):
+        store, key = resolve(path)
+        return store.exists(key)
+    return os.path.exists(path)
+
+
+def _is_copied(source: str, to_store: bool) -> bool:
+    """Whether a data file reaches its merged name by a copy (a store is at either end)."""
+    return to_store or is_url(source)
+
+
+def _remove_inputs(
+    present: list[str],
+    index_path: str,
+    moves: list[tuple[str, str]],
+    delete_old_dirs: bool,
+    to_store: bool,
+) -> None:
+    """Step 7 of F-MG-1, once the merged index exists: each input's index goes, then the
+    data files that were copied rather than renamed (index first, rule S-OS-6)."""
     for prefix in present:
-        if os.path.abspath(index_filename(prefix)) != os.path.abspath(index_path):
+        index = index_filename(prefix)
+        if is_url(index) or to_store:
+            if index != index_path:
+                store, key = resolve(index)
+                store.delete(key)
+        elif os.path.abspath(index) != os.path.abspath(index_path):
             try:
-                os.remove(index_filename(prefix))
+                os.remove(index)
             except OSError:
                 pass
-        if delete_old_dirs:
-            directory = os.path.dirname(os.path.abspath(prefix))
-            if directory != merged_dir:
-                try:
-                    os.rmdir(directory)  # only when empty, as TF's non-recursive DeleteDir
-                except OSError:
-                    pass
+    for source, target in moves:
+        if _is_copied(source, to_store) and source != target:
+            store, key = resolve(source)
+            store.delete(key)
+    if not delete_old_dirs:
+        return
+    # Only when empty, as TF's non-recursive DeleteDir; a store has no directories.
+    merged_dir = None if to_store else os.path.dirname(os.path.abspath(index_path))
+    for prefix in present:
+        if is_url(prefix):
+            continue
+        directory = os.path.dirname(os.path.abspath(prefix))
+        if directory != merged_dir:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
+
+
+def _copy(source: str, out: BinaryIO | ObjectWriter) -> None:
+    """The bytes of the file or object ``source`` written to ``out``, read by ranged
+    requests of at most :data:`COPY_CHUNK` bytes (rule S-SI-3)."""
+    store, key = resolve(source)
+    reader = store.open_reader(key)
+    try:
+        buffer = bytearray(min(COPY_CHUNK, reader.size))
+        for offset in range(0, reader.size, COPY_CHUNK):
+            view = memoryview(buffer)[: min(COPY_CHUNK, reader.size - offset)]
+            reader.read_into(view, offset)
+            out.write(view)
+    finally:
+        reader.close()
+
+
+def _write_merged_to_store(merged_prefix: str, table: bytes, copies: list[tuple[str, str]]) -> None:
+    """Steps 5 and 6 of F-MG-1 in an object store, as a save commits (rules S-OS-1 to
+    S-OS-3): claim the prefix, drop its old index, copy the data files under their final
+    names, then create the index only if absent. A failure removes what was copied."""
+    from ..storage.objects import PlacedObject, PrefixClaim
+
+    store, key = resolve(merged_prefix)
+    claim = PrefixClaim(store, key, shards=len(copies))
+    claim.acquire()
+    placed: list[PlacedObject] = []
+    try:
+        store.delete(index_filename(key))
+        for source, target in copies:
+            if source == target:
+                continue  # already in place: an input merged into its own prefix
+            _, target_key = resolve(target)
+            writer = store.open_writer(target_key)
+            try:
+                _copy(source, writer)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            placed.append(PlacedObject(store, target_key, target))
+        store.create_if_absent(index_filename(key), table)
+    except BaseException:
+        for done in placed:
+            done.discard()
+        raise
+    finally:
+        claim.release()
 
 
 def _write_merged(
@@ -152,23 +242,35 @@ def _write_merged(
     directory: str,
     fsync: bool,
 ) -> None:
-    """Steps 5 and 6 of F-MG-1, as one commit (rules S-AT-1, S-AT-2)."""
+    """Steps 5 and 6 of F-MG-1, as one commit (rules S-AT-1, S-AT-2). A data file of a
+    store is first copied to a temporary beside its final name, then renamed in."""
     index = TemporaryFile(temporary_name(index_path))
+    temporaries = [index]
     try:
         index.file.write(table)
         index.sync(fsync)
-        if fsync:
-            for source, _ in renames:
-                fsync_path(source)
+        local = []
+        for source, target in renames:
+            if is_url(source):
+                copy = TemporaryFile(temporary_name(target))
+                temporaries.append(copy)
+                _copy(source, copy.file)
+                copy.sync(fsync)
+                local.append((copy.path, target))
+            else:
+                if fsync:
+                    fsync_path(source)
+                local.append((source, target))
         install(
-            [*renames, (index.path, index_path)],
+            [*local, (index.path, index_path)],
             directory=directory,
             fsync=fsync,
             replaces_index=index_path,
-            temporaries=(index,),
+            temporaries=temporaries,
         )
     except BaseException:
-        index.discard()
+        for temporary in temporaries:
+            temporary.discard()
         raise
 
 

@@ -17,7 +17,8 @@ cache: another process may have changed the directory since.
 
 Every exception of fsspec, s3fs or botocore leaves this module as a
 :mod:`dtckpt.errors` exception naming the object's URL (rule S-SI-2): s3fs and
-botocore retry a failed request a bounded number of times first.
+botocore retry a failed request a bounded number of times first, except one
+refused for its credentials (rule S-OS-8).
 """
 
 from __future__ import annotations
@@ -187,10 +188,13 @@ class FsspecReader:
                     [s.offset + s.length for s in spans],
                     on_error="return",
                 )
-        for span, data in zip(spans, results, strict=True):
+        # Every request of the batch is checked before any bytes are handed on: a value
+        # read in place is left as it was when one of its requests fails (rule S-OS-9).
+        for data in results:
             if isinstance(data, BaseException):
                 with _translated(url):
                     raise data
+        for span, data in zip(spans, results, strict=True):
             self._store.count(read=len(data), requests=1)
             if len(data) != span.length:
                 raise OutOfRangeError(
@@ -409,8 +413,14 @@ class FsspecStore:
 
     def exists(self, key: str) -> bool:
         self._fresh(key)
-        with _translated(self.url(key)):
-            return bool(self.fs.isfile(key))
+        # Not ``fs.isfile``: it answers False to every failure, so refused credentials or
+        # a server error would read as a missing object (rules S-SI-2, S-OS-8).
+        try:
+            with _translated(self.url(key)):
+                info = self.fs.info(key)
+        except NotFoundError:
+            return False
+        return bool(info.get("type") == "file")
 
     # -- writing ----------------------------------------------------------------------
     def open_writer(self, key: str) -> _MultipartWriter | _FileWriter:

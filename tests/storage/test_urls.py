@@ -6,10 +6,11 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import dtckpt
-from dtckpt.errors import MissingDependencyError, UnimplementedError
+from dtckpt.errors import MissingDependencyError
 from dtckpt.storage.local import LOCAL_STORE
 from dtckpt.storage.urls import is_url, resolve
 
@@ -64,7 +65,19 @@ def test_import_dtckpt_imports_no_store_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_merging_in_a_store_is_refused_before_anything_is_written() -> None:
-    with pytest.raises(UnimplementedError, match="object store"):
-        dtckpt.merge_v2_checkpoints(["memory://m/a"], "memory://m/merged")
-    assert not pathlib.Path("memory:").exists()
+def test_merging_in_a_store(tmp_path: pathlib.Path) -> None:
+    """memory:// has no conditional requests; a merge there commits as on S3 (F-MG-1)."""
+    root = f"memory://merging/{tmp_path.name}"
+    for i in range(2):
+        dtckpt.save_v2(f"{root}/p{i}/part", [f"t{i}"], [""], [np.full(3, i, np.float32)])
+    dtckpt.merge_v2_checkpoints([f"{root}/p0/part", f"{root}/p1/part"], f"{root}/merged")
+    store, key = resolve(root)
+    assert sorted(store.list(key)) == [
+        "merged.data-00000-of-00002",
+        "merged.data-00001-of-00002",
+        "merged.index",
+    ]
+    assert store.list(f"{key}/p0") == [] and store.list(f"{key}/p1") == []
+    reader = dtckpt.load_checkpoint(f"{root}/merged")
+    assert [list(reader.get_tensor(f"t{i}")) for i in range(2)] == [[0, 0, 0], [1, 1, 1]]
+    reader.close()
