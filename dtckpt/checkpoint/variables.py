@@ -306,7 +306,8 @@ class Variable(Trackable):
                 return reader.read(key, out=self._value, scratch=scratch)
             except CheckpointError as exc:
                 raise type(exc)(
-                    f"{exc.message} (read in place: {self.name} now holds the bytes read)",
+                    f"{exc.message} (read in place: {self.name} now holds what was read "
+                    "before the error)",
                     path=exc.path,
                     key=exc.key,
                     offset=exc.offset,
