@@ -55,7 +55,7 @@ def test_damage_found_while_reading_raises(tmp_path: pathlib.Path) -> None:
     _damage_value(path, "m/b/.ATTRIBUTES/VARIABLE_VALUE")
     target = _model(0.0, 0.0)
     # Read in place (rule O-RS-15): the error says the variable holds what was read.
-    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum.*now holds what was read before the error"):
+    with pytest.raises(dtckpt.errors.DataLossError, match="Checksum.*now holds what was read"):
         dtckpt.Checkpoint(m=target).read(path)
     # Values are assigned one object at a time: the one read before the damage is in.
     assert np.array_equal(target.a.numpy(), np.ones(3, np.float32))
