@@ -396,7 +396,12 @@ class RestorePlan:
                 who = f"client {client}, {who}"
             read = sum(r.bytes_read for r in reads)
             needed = sum(r.needed for r in reads)
-            lines.append(f"  {who}: needs {format_bytes(needed)}, reads {format_bytes(read)}")
+            # A replica's block is read once, by its first device, and copied to the others.
+            copied = sum(r.needed for r in reads if r.device is not None and not r.ranges)
+            line = f"  {who}: needs {format_bytes(needed)}, reads {format_bytes(read)}"
+            if copied:
+                line += f" (and copies {format_bytes(copied)} another device reads)"
+            lines.append(line)
             for r in reads:
                 lines.append("    " + _describe(r))
                 if ranges:
