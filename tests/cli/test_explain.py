@@ -11,6 +11,7 @@ import pytest
 
 import dtckpt
 from dtckpt import dtensor
+from dtckpt.checkpoint.plans import format_bytes
 from dtckpt.cli import main
 from dtckpt.format import streams
 from tests.conftest import GOLDEN
@@ -110,6 +111,13 @@ def test_the_plan_is_what_a_restore_by_name_reads(
     assert sorted(seen) == planned
     assert sum(n for _, _, n in seen) == plan.bytes_read == value.nbytes
     assert plan.bytes_needed == 4 * value.nbytes  # 8 devices, each half of the tensor
+    # Devices 1..3 of each x-row hold a replica of device 0's half: they read nothing and
+    # copy all of it, and their lines say so.
+    half = value.nbytes // 2
+    lines = [line for line in plan.format(ranges=False).splitlines() if ": needs" in line]
+    assert len(lines) == 8
+    copies = [line for line in lines if f"(and copies {format_bytes(half)} another" in line]
+    assert len(copies) == 6, lines
 
 
 def test_the_help_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
