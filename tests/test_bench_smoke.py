@@ -117,3 +117,7 @@ def test_memory_benchmark_runs(tmp_path: pathlib.Path) -> None:
     for question in ("restore", "save", "async"):
         assert f"dtckpt-{question}" in results
     assert results["dtckpt-restore"]["correct"] and results["dtckpt-async"]["correct"]
+    for peer, title in (("torch-dcp", "PyTorch DCP"), ("orbax", "Orbax")):
+        present = [f"{peer}-{question}" in results for question in ("restore", "save", "async")]
+        # A peer that imports has all its rows; one that does not is named as missing.
+        assert all(present) or (not any(present) and f"{title} not installed" in run.stdout)
