@@ -85,6 +85,18 @@ def _names(url: str) -> list[str]:
     store, key = resolve(url)
     return sorted(store.list(key))
 
+def _assert_two_checkpoints(directory: str) -> None:
+    """ckpt-1 and ckpt-2 and the state file, nothing a failed save left, no claim."""
+    assert _names(directory) == [
+        "checkpoint",
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+    ]
+    assert _names(f"{directory}/{CLAIMS}") == []
+
+
 
 def _read(url: str) -> bytes:
     store, key = resolve(url)
@@ -155,14 +167,7 @@ def test_a_lasting_server_error_leaves_the_previous_checkpoint(
     _shift(variables, 5)
     again = manager.save()
     assert again == f"{directory}/ckpt-2"
-    assert _names(directory) == [
-        "checkpoint",
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
-        "ckpt-2.data-00000-of-00001",
-        "ckpt-2.index",
-    ]
-    assert _names(f"{directory}/{CLAIMS}") == []
+    _assert_two_checkpoints(directory)
     assert dtckpt.latest_checkpoint(directory) == again
     saved = _values(variables)
     _shift(variables, 1)
@@ -204,14 +209,7 @@ def test_refused_credentials_at_save(
     ckpt.restore(first).assert_consumed()
     _assert_values(variables, expected)
     manager.save()
-    assert _names(directory) == [
-        "checkpoint",
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
-        "ckpt-2.data-00000-of-00001",
-        "ckpt-2.index",
-    ]
-    assert _names(f"{directory}/{CLAIMS}") == []
+    _assert_two_checkpoints(directory)
 
 
 @pytest.mark.parametrize("where", ["every request", "data reads"])
