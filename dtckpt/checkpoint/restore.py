@@ -367,7 +367,8 @@ class _Step:
         self.slot_of: dict[int, tuple[int, str]] = {}
         self.unused: list[tuple[int, str]] = []
         #: What each object of ``with_values`` reads, in order, with the (attribute name,
-        #: checkpoint key) pairs it takes (rule R-PL-1).
+        #: checkpoint key) pairs it takes (rule R-PL-1); ``None`` until planned, and a
+        #: restore without a memory budget records no plan.
         self.planned: list[tuple[int, ObjectReads, list[tuple[str, str]]]] | None = None
 
     def match(self, node_id: int, trackable: Trackable) -> None:

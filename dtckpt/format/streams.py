@@ -387,6 +387,9 @@ class StoreShard:
             total += expected[end].length
             end += 1
         batch = expected[start:end]
+        # Reads come in the order expected: what an earlier batch still holds was skipped
+        # (an object a newer restore had set), and is let go rather than kept to the end.
+        self._ahead.clear()
         for wanted, data in zip(batch, self._reader.read_ranges(batch), strict=True):
             self._ahead[wanted] = memoryview(data)
         self._next = end
