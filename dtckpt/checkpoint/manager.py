@@ -323,12 +323,14 @@ class CheckpointManager:
     def _record_state(self, fsync: bool = True) -> None:
         """Rule C-MG-6: the state file lists the active set with its timestamps."""
         assert self._latest_checkpoint is not None
+        paths = [path for path, _ in self._maybe_delete.values()]
+        stamps = [stamp for _, stamp in self._maybe_delete.values()]
         if self._in_store:
             merge_into_state(
                 self._directory,
                 self._latest_checkpoint,
-                [path for path, _ in self._maybe_delete.values()],
-                [stamp for _, stamp in self._maybe_delete.values()],
+                paths,
+                stamps,
                 self._last_preserved_timestamp,
                 self._forgotten,
             )
@@ -336,8 +338,8 @@ class CheckpointManager:
         update_checkpoint_state(
             self._directory,
             self._latest_checkpoint,
-            [path for path, _ in self._maybe_delete.values()],
-            [stamp for _, stamp in self._maybe_delete.values()],
+            paths,
+            stamps,
             self._last_preserved_timestamp,
             save_relative_paths=True,
             fsync=fsync,

@@ -195,19 +195,8 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
             dtype = names[entry.dtype] = info(entry.dtype).name
         if entry.slices:
             tensors.append(_tensor(bundle, key, entry, key_str(key), dtype))
-        else:  # the common case, inline: a 10,000-tensor listing is this loop
-            tensors.append(
-                {
-                    "key": key_str(key),
-                    "dtype": dtype,
-                    "shape": list(entry.shape),
-                    "bytes": entry.size,
-                    "shards": [entry.shard_id],
-                    "slices": [],
-                    "shard": entry.shard_id,
-                    "offset": entry.offset,
-                }
-            )
+        else:  # the common case: a 10,000-tensor listing is this loop
+            tensors.append(_whole_tensor(key_str(key), dtype, entry))
     sizes, missing, missing_count = _shard_sizes(bundle)
     return {
         "prefix": reader.prefix,
@@ -234,20 +223,25 @@ def describe(reader: CheckpointReader) -> dict[str, Any]:
     }
 
 
+def _whole_tensor(name: str, dtype: str, entry: BundleEntry) -> dict[str, Any]:
+    """The listing of a tensor stored as one entry."""
+    return {
+        "key": name,
+        "dtype": dtype,
+        "shape": list(entry.shape),
+        "bytes": entry.size,
+        "shards": [entry.shard_id],
+        "slices": [],
+        "shard": entry.shard_id,
+        "offset": entry.offset,
+    }
+
+
 def _tensor(
     bundle: BundleReader, key: bytes, entry: BundleEntry, name: str, dtype: str
 ) -> dict[str, Any]:
     if not entry.slices:
-        return {
-            "key": name,
-            "dtype": dtype,
-            "shape": list(entry.shape),
-            "bytes": entry.size,
-            "shards": [entry.shard_id],
-            "slices": [],
-            "shard": entry.shard_id,
-            "offset": entry.offset,
-        }
+        return _whole_tensor(name, dtype, entry)
     slices = [_slice(bundle, key, entry.shape, s) for s in entry.slices]
     return {
         "key": name,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import ConditionalWriteConflict, OutOfRangeError
 from .base import MAX_IN_FLIGHT, Span, coalesce
@@ -213,18 +213,10 @@ class LocalStore:
         return _token(data)
 
     def list_directories(self, directory: str) -> list[str]:
-        try:
-            with os.scandir(directory or os.curdir) as entries:
-                return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        return _names(directory, os.DirEntry.is_dir)
 
     def list(self, directory: str) -> list[str]:
-        try:
-            with os.scandir(directory or os.curdir) as entries:
-                return [e.name for e in entries if e.is_file(follow_symlinks=False)]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+        return _names(directory, os.DirEntry.is_file)
 
     def delete(self, key: str) -> None:
         try:
@@ -235,3 +227,13 @@ class LocalStore:
 
 #: The file system with durable commits: what a local path resolves to.
 LOCAL_STORE = LocalStore()
+
+
+def _names(directory: str, kind: Callable[..., bool]) -> list[str]:
+    """The names in ``directory`` of one kind of entry (``os.DirEntry.is_file`` or
+    ``is_dir``), symlinks not followed; none when the directory does not exist."""
+    try:
+        with os.scandir(directory or os.curdir) as entries:
+            return [e.name for e in entries if kind(e, follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
