@@ -81,3 +81,26 @@ def s3_bucket(s3_server: S3Server) -> str:
     name = f"dtckpt-test-{os.getpid()}-{next(_NAMES)}"
     s3_filesystem().mkdir(name)
     return f"s3://{name}"
+
+
+def object_names(url: str) -> list[str]:
+    """The sorted names of the objects directly under ``url`` (any store)."""
+    from dtckpt.storage.urls import resolve
+
+    store, key = resolve(url)
+    return sorted(store.list(key))
+
+
+def assert_two_checkpoints(directory: str, note: str = "") -> None:
+    """``directory`` holds ckpt-1, ckpt-2 and the state file, nothing a failed save left,
+    and no claim."""
+    from dtckpt.storage.objects import CLAIMS
+
+    assert object_names(directory) == [
+        "checkpoint",
+        "ckpt-1.data-00000-of-00001",
+        "ckpt-1.index",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+    ], note
+    assert object_names(f"{directory}/{CLAIMS}") == []

@@ -20,7 +20,7 @@ from dtckpt.storage.objects import CLAIMS, PrefixClaim
 from dtckpt.storage.urls import resolve
 
 from ..conftest import assert_same_array, golden_names, load_golden
-from ..s3server import s3_filesystem
+from ..s3server import object_names, s3_filesystem
 
 
 def _model(seed: int = 0) -> tuple[dtckpt.Checkpoint, dtckpt.Variable, dtckpt.Variable]:
@@ -28,11 +28,6 @@ def _model(seed: int = 0) -> tuple[dtckpt.Checkpoint, dtckpt.Variable, dtckpt.Va
     a = dtckpt.Variable(rng.standard_normal((64, 33)).astype(np.float32))
     b = dtckpt.Variable(np.array([b"x", b"yy", b""], dtype=object))
     return dtckpt.Checkpoint(a=a, b=b), a, b
-
-
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
 
 
 def test_checkpoint_round_trip_is_byte_identical_to_a_local_save(
@@ -45,7 +40,7 @@ def test_checkpoint_round_trip_is_byte_identical_to_a_local_save(
     fs = s3_filesystem()
     for suffix in (".index", ".data-00000-of-00001"):
         assert fs.cat_file(f"{remote[5:]}{suffix}") == pathlib.Path(local + suffix).read_bytes()
-    assert _names(f"{s3_bucket}/run") == ["ckpt.data-00000-of-00001", "ckpt.index"]
+    assert object_names(f"{s3_bucket}/run") == ["ckpt.data-00000-of-00001", "ckpt.index"]
     expected = a.numpy().copy()
     a.assign(np.zeros_like(expected))
     ckpt.read(remote).assert_consumed()
@@ -109,7 +104,7 @@ def test_manager_keeps_and_deletes_in_s3(s3_bucket: str) -> None:
     for _ in range(4):
         manager.save()
     assert manager.checkpoints == [f"{directory}/ckpt-3", f"{directory}/ckpt-4"]
-    assert _names(directory) == [
+    assert object_names(directory) == [
         "checkpoint",
         "ckpt-3.data-00000-of-00001",
         "ckpt-3.index",
@@ -159,12 +154,12 @@ def test_a_second_writer_of_a_prefix_is_refused(s3_bucket: str) -> None:
     ckpt, _, _ = _model()
     with pytest.raises(ConditionalWriteConflict, match="another writer"):
         ckpt.write(f"{s3_bucket}/run/busy")
-    assert _names(f"{s3_bucket}/run") == []
-    assert _names(f"{s3_bucket}/run/{CLAIMS}") == ["busy"]
+    assert object_names(f"{s3_bucket}/run") == []
+    assert object_names(f"{s3_bucket}/run/{CLAIMS}") == ["busy"]
     claim.release()
     ckpt.write(f"{s3_bucket}/run/busy")
-    assert _names(f"{s3_bucket}/run") == ["busy.data-00000-of-00001", "busy.index"]
-    assert _names(f"{s3_bucket}/run/{CLAIMS}") == []
+    assert object_names(f"{s3_bucket}/run") == ["busy.data-00000-of-00001", "busy.index"]
+    assert object_names(f"{s3_bucket}/run/{CLAIMS}") == []
 
 
 def test_the_index_is_created_only_if_absent(s3_bucket: str) -> None:
@@ -182,7 +177,7 @@ def test_dtensor_checkpoint_over_s3_reshards(s3_bucket: str, tmp_path: pathlib.P
     path = dd.DTensorCheckpoint(mesh, w=w).save(f"{s3_bucket}/dt/ckpt")
     assert path == f"{s3_bucket}/dt/ckpt-1"
     dd.DTensorCheckpoint(mesh, w=w).save(str(tmp_path / "ckpt"))
-    names = [n for n in _names(f"{s3_bucket}/dt") if n.startswith("ckpt-1.")]
+    names = [n for n in object_names(f"{s3_bucket}/dt") if n.startswith("ckpt-1.")]
     assert len(names) == 9  # the index and 8 data objects, one per device
     fs = s3_filesystem()
     for name in names:  # byte for byte what a local save writes

@@ -16,7 +16,7 @@ import dtckpt
 from dtckpt.storage.objects import CLAIMS
 from dtckpt.storage.urls import resolve
 
-from ..s3server import s3_environment, s3_filesystem
+from ..s3server import assert_two_checkpoints, object_names, s3_environment, s3_filesystem
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -46,11 +46,6 @@ manager.save()
 """
 
 
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
-
-
 def test_a_save_killed_mid_upload_leaves_the_previous_checkpoint(
     s3_bucket: str, s3_server: object
 ) -> None:
@@ -73,7 +68,7 @@ def test_a_save_killed_mid_upload_leaves_the_previous_checkpoint(
         state = store.read(state_key)
         # Its data object is a multipart upload under way (an object only once complete);
         # its claim is in the bucket.
-        assert _names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
+        assert object_names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
@@ -82,9 +77,9 @@ def test_a_save_killed_mid_upload_leaves_the_previous_checkpoint(
             child.wait()
     assert child.returncode == -signal.SIGKILL
     # The dead save committed nothing: no index, the state file untouched, its claim left.
-    assert "ckpt-2.index" not in _names(directory)
+    assert "ckpt-2.index" not in object_names(directory)
     assert store.read(state_key) == state
-    assert _names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
+    assert object_names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
     value = np.arange((24 << 20) // 4, dtype=np.float32)
     v = dtckpt.Variable(np.zeros_like(value))
     ckpt = dtckpt.Checkpoint(v=v)
@@ -102,17 +97,11 @@ def test_a_save_killed_mid_upload_leaves_the_previous_checkpoint(
     v.assign(value + 2)
     second = manager.save()
     assert second == f"{directory}/ckpt-2"
-    assert _names(f"{directory}/{CLAIMS}") == []
+    assert_two_checkpoints(directory)
     uploads = s3_filesystem().call_s3(
         "list_multipart_uploads", Bucket=bucket, Prefix="run/ckpt-2.data-"
     )
     assert uploads.get("Uploads", []) == []
-    assert sorted(n for n in _names(directory) if n.startswith("ckpt-")) == [
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
-        "ckpt-2.data-00000-of-00001",
-        "ckpt-2.index",
-    ]
     v.assign(np.zeros_like(value))
     ckpt.restore(second).assert_consumed()
     assert np.array_equal(v.numpy(), value + 2)

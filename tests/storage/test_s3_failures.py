@@ -22,12 +22,7 @@ from dtckpt.storage import fsspec_store
 from dtckpt.storage.objects import CLAIMS
 from dtckpt.storage.urls import resolve
 
-from ..s3server import S3Server
-
-
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
+from ..s3server import S3Server, assert_two_checkpoints, object_names
 
 
 def test_server_stopped_mid_upload(
@@ -36,7 +31,9 @@ def test_server_stopped_mid_upload(
     monkeypatch.setattr(fsspec_store, "PART_SIZE", 5 << 20)  # S3's smallest part
     # Fewer retries than the defaults (s3fs 5, botocore 5: about 30 s here), still bounded.
     monkeypatch.setattr(s3fs.S3FileSystem, "retries", 2)
-    monkeypatch.setitem(fsspec.config.conf, "s3", {"config_kwargs": {"retries": {"max_attempts": 2}}})
+    monkeypatch.setitem(
+        fsspec.config.conf, "s3", {"config_kwargs": {"retries": {"max_attempts": 2}}}
+    )
     value = np.random.default_rng(0).standard_normal((4 << 20) // 8 * 3).astype(np.float64)
     big = dtckpt.Variable(value)  # 12 MiB: three parts
     ckpt = dtckpt.Checkpoint(big=big)
@@ -70,10 +67,10 @@ def test_server_stopped_mid_upload(
     # The previous checkpoint and the state file are as they were.
     assert store.read(state_key) == state_before
     assert dtckpt.latest_checkpoint(directory) == first
-    left = _names(directory)
+    left = object_names(directory)
     assert "ckpt-2.index" not in left
     # The claim could not be deleted while the server was down: it stays, stale (S-OS-5).
-    assert _names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
+    assert object_names(f"{directory}/{CLAIMS}") == ["ckpt-2"]
     big.assign(np.zeros_like(value))
     ckpt.restore(first).assert_consumed()
     assert np.array_equal(big.numpy(), value)
@@ -83,17 +80,11 @@ def test_server_stopped_mid_upload(
     big.assign(value + 2)
     again = manager.save()
     assert again == f"{directory}/ckpt-2"
-    assert _names(directory) == [
-        "checkpoint",
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
-        "ckpt-2.data-00000-of-00001",
-        "ckpt-2.index",
-    ], f"left by the failed save: {left}"
+    assert_two_checkpoints(directory, f"left by the failed save: {left}")
     big.assign(np.zeros_like(value))
     ckpt.restore(again).assert_consumed()
     assert np.array_equal(big.numpy(), value + 2)
-    assert _names(f"{directory}/{CLAIMS}") == []
+    assert object_names(f"{directory}/{CLAIMS}") == []
 
 
 def test_a_write_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,7 +108,7 @@ def test_a_write_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(UnavailableError, match="injected"):
         ckpt.save(f"{directory}/ckpt")
     monkeypatch.setattr(fsspec_store._FileWriter, "write", write)
-    assert _names(directory) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+    assert object_names(directory) == ["checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
     assert dtckpt.latest_checkpoint(directory) == first
     ckpt.restore(first).assert_consumed()
     assert np.array_equal(v.numpy(), value)
@@ -144,6 +135,6 @@ def test_stale_claims_and_their_data_are_cleaned(s3_bucket: str) -> None:
         "p.data-00000-of-00002",
         "p.data-00001-of-00002",
     ]
-    assert _names(f"{s3_bucket}/d") == ["q.data-00000-of-00001"]
-    assert _names(f"{s3_bucket}/d/{CLAIMS}") == ["q"]
+    assert object_names(f"{s3_bucket}/d") == ["q.data-00000-of-00001"]
+    assert object_names(f"{s3_bucket}/d/{CLAIMS}") == ["q"]
     live.release()

@@ -28,7 +28,7 @@ from dtckpt.storage.objects import CLAIMS
 from dtckpt.storage.urls import resolve
 
 from ..faultproxy import FaultProxy, fault_proxy
-from ..s3server import S3Server
+from ..s3server import S3Server, assert_two_checkpoints, object_names
 
 #: 3 parts of 5 MiB (S3's smallest) and one small value: 11 MiB of float64.
 _BIG = (11 << 20) // 8
@@ -81,23 +81,6 @@ def _shift(variables: dict[str, dtckpt.Variable], by: float) -> None:
             v.assign(v.numpy() + by)
 
 
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
-
-def _assert_two_checkpoints(directory: str) -> None:
-    """ckpt-1 and ckpt-2 and the state file, nothing a failed save left, no claim."""
-    assert _names(directory) == [
-        "checkpoint",
-        "ckpt-1.data-00000-of-00001",
-        "ckpt-1.index",
-        "ckpt-2.data-00000-of-00001",
-        "ckpt-2.index",
-    ]
-    assert _names(f"{directory}/{CLAIMS}") == []
-
-
-
 def _read(url: str) -> bytes:
     store, key = resolve(url)
     return store.read(key)
@@ -114,8 +97,8 @@ def test_transient_slowdowns_are_retried_and_the_bytes_are_a_clean_saves(
     local = ckpt.write(str(tmp_path / "ckpt"))
     for suffix in (".index", ".data-00000-of-00001"):
         assert _read(remote + suffix) == pathlib.Path(local + suffix).read_bytes(), suffix
-    assert _names(f"{s3_bucket}/run") == ["ckpt.data-00000-of-00001", "ckpt.index"]
-    assert _names(f"{s3_bucket}/run/{CLAIMS}") == []
+    assert object_names(f"{s3_bucket}/run") == ["ckpt.data-00000-of-00001", "ckpt.index"]
+    assert object_names(f"{s3_bucket}/run/{CLAIMS}") == []
 
     # A restore through transient errors on its reads comes out whole too.
     expected = _values(variables)
@@ -167,7 +150,7 @@ def test_a_lasting_server_error_leaves_the_previous_checkpoint(
     _shift(variables, 5)
     again = manager.save()
     assert again == f"{directory}/ckpt-2"
-    _assert_two_checkpoints(directory)
+    assert_two_checkpoints(directory)
     assert dtckpt.latest_checkpoint(directory) == again
     saved = _values(variables)
     _shift(variables, 1)
@@ -209,7 +192,7 @@ def test_refused_credentials_at_save(
     ckpt.restore(first).assert_consumed()
     _assert_values(variables, expected)
     manager.save()
-    _assert_two_checkpoints(directory)
+    assert_two_checkpoints(directory)
 
 
 @pytest.mark.parametrize("where", ["every request", "data reads"])

@@ -18,6 +18,8 @@ from dtckpt.storage.fsspec_store import FsspecStore
 from dtckpt.storage.objects import CLAIMS
 from dtckpt.storage.urls import resolve
 
+from ..s3server import object_names
+
 FULL = np.arange(2 * 3 * 1000, dtype=np.float32).reshape(6, 1000)
 
 
@@ -34,11 +36,6 @@ def _write_part(prefix: str, i: int) -> None:
 def _read(path: str) -> bytes:
     store, key = resolve(path)
     return store.read(key)
-
-
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
 
 
 def _local_merge(tmp_path: pathlib.Path) -> dict[str, bytes]:
@@ -77,10 +74,10 @@ def test_a_merge_in_s3_writes_a_local_merges_bytes(s3_bucket: str, tmp_path: pat
     merged = f"{s3_bucket}/run/merged"
     dtckpt.merge_v2_checkpoints(parts, merged)
     _check(merged, expected)
-    assert _names(f"{s3_bucket}/run") == sorted(f"merged{s}" for s in expected)
-    assert _names(f"{s3_bucket}/run/{CLAIMS}") == []
+    assert object_names(f"{s3_bucket}/run") == sorted(f"merged{s}" for s in expected)
+    assert object_names(f"{s3_bucket}/run/{CLAIMS}") == []
     for i in range(3):  # moved: the inputs' objects are gone
-        assert _names(f"{s3_bucket}/tmp{i}") == []
+        assert object_names(f"{s3_bucket}/tmp{i}") == []
 
 
 @pytest.mark.parametrize("destination", ["s3", "local"])
@@ -101,7 +98,7 @@ def test_a_merge_of_local_and_s3_inputs(
         merged = str(tmp_path / "out" / "merged")
     dtckpt.merge_v2_checkpoints(parts, merged)
     _check(merged, expected)
-    assert _names(f"{s3_bucket}/tmp1") == []
+    assert object_names(f"{s3_bucket}/tmp1") == []
     assert not (tmp_path / "mixed").exists() or os.listdir(tmp_path / "mixed") == []
     if destination == "local":
         assert sorted(os.listdir(tmp_path / "out")) == sorted(f"merged{s}" for s in expected)
@@ -113,7 +110,7 @@ def test_a_merge_whose_commit_fails_leaves_its_inputs(
     parts = [f"{s3_bucket}/tmp{i}/part" for i in range(3)]
     for i, part in enumerate(parts):
         _write_part(part, i)
-    before = {part: _names(part.rpartition("/")[0]) for part in parts}
+    before = {part: object_names(part.rpartition("/")[0]) for part in parts}
     create = FsspecStore.create_if_absent
 
     def failing(self: FsspecStore, key: str, data: bytes) -> None:
@@ -125,9 +122,9 @@ def test_a_merge_whose_commit_fails_leaves_its_inputs(
     with pytest.raises(UnavailableError, match="injected"):
         dtckpt.merge_v2_checkpoints(parts, f"{s3_bucket}/run/merged")
     monkeypatch.setattr(FsspecStore, "create_if_absent", create)
-    assert {part: _names(part.rpartition("/")[0]) for part in parts} == before
-    assert _names(f"{s3_bucket}/run") == []  # the copies were removed with the claim
-    assert _names(f"{s3_bucket}/run/{CLAIMS}") == []
+    assert {part: object_names(part.rpartition("/")[0]) for part in parts} == before
+    assert object_names(f"{s3_bucket}/run") == []  # the copies were removed with the claim
+    assert object_names(f"{s3_bucket}/run/{CLAIMS}") == []
     # The inputs still merge.
     dtckpt.merge_v2_checkpoints(parts, f"{s3_bucket}/run/merged")
     _check(f"{s3_bucket}/run/merged", _local_merge(tmp_path))
@@ -138,10 +135,10 @@ def test_missing_inputs_in_a_store(s3_bucket: str) -> None:
     inputs = [f"{s3_bucket}/tmp0/part", f"{s3_bucket}/nothing/part"]
     with pytest.raises(InvalidArgumentError, match="nothing/part.index does not exist"):
         dtckpt.merge_v2_checkpoints(inputs, f"{s3_bucket}/m")
-    assert _names(f"{s3_bucket}/tmp0") == ["part.data-00000-of-00001", "part.index"]
-    assert _names(s3_bucket) == []
+    assert object_names(f"{s3_bucket}/tmp0") == ["part.data-00000-of-00001", "part.index"]
+    assert object_names(s3_bucket) == []
     dtckpt.merge_v2_checkpoints(inputs, f"{s3_bucket}/m", allow_missing_files=True)
-    assert _names(s3_bucket) == ["m.data-00000-of-00001", "m.index"]
+    assert object_names(s3_bucket) == ["m.data-00000-of-00001", "m.index"]
     reader = dtckpt.load_checkpoint(f"{s3_bucket}/m")
     assert list(reader.get_tensor("only0")) == [0, 1]
     reader.close()

@@ -12,9 +12,8 @@ import dtckpt
 from dtckpt.archive import pack, unpack
 from dtckpt.cli import main
 from dtckpt.interop import convert
-from dtckpt.storage.urls import resolve
 
-from ..s3server import s3_filesystem
+from ..s3server import object_names, s3_filesystem
 
 
 def _saved(bucket: str) -> tuple[str, str, np.ndarray]:
@@ -25,11 +24,6 @@ def _saved(bucket: str) -> tuple[str, str, np.ndarray]:
     v.assign(value * 2)
     second = ckpt.save(f"{bucket}/run/ckpt")
     return first, second, value
-
-
-def _names(url: str) -> list[str]:
-    store, key = resolve(url)
-    return sorted(store.list(key))
 
 
 def _said(capsys: pytest.CaptureFixture[str]) -> str:
@@ -52,7 +46,7 @@ def test_cli_commands_take_urls(
     assert main(["convert", f"{s3_bucket}/out/model.safetensors", str(tmp_path / "m.npz")]) == 0
     assert main(["convert", str(tmp_path / "m.npz"), f"{s3_bucket}/out/back"]) == 0
     capsys.readouterr()
-    assert _names(f"{s3_bucket}/out") == [
+    assert object_names(f"{s3_bucket}/out") == [
         "back.data-00000-of-00001",
         "back.index",
         "model.safetensors",
@@ -64,7 +58,7 @@ def test_cli_commands_take_urls(
     assert main(["inspect", f"{s3_bucket}/run.dtar"]) == 0
     assert "ckpt-2" in _said(capsys)
     assert main(["unpack", f"{s3_bucket}/run.dtar", f"{s3_bucket}/again"]) == 0
-    assert _names(f"{s3_bucket}/again") == _names(f"{s3_bucket}/run")
+    assert object_names(f"{s3_bucket}/again") == object_names(f"{s3_bucket}/run")
     assert main(["demo", f"{s3_bucket}/demo"]) == 0
     assert "values match: yes" in _said(capsys)
     assert not pathlib.Path("s3:").exists()  # nothing was written to a local "s3:" directory
