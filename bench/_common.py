@@ -6,6 +6,7 @@ import argparse
 import gc
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import resource
@@ -209,6 +210,17 @@ def machine_facts(work_dir: str, repo_root: str, tf_version: str | None) -> dict
 
 
 # --- formatting ---------------------------------------------------------------------------
+
+
+def growth_exponent(sizes: Sequence[int], times: Sequence[float]) -> float | None:
+    """Least-squares slope of log(time) over log(size): 1 is linear, 2 quadratic."""
+    points = [(math.log(n), math.log(t)) for n, t in zip(sizes, times, strict=True) if t > 0]
+    if len(points) < 2:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
 def fmt_seconds(t: float) -> str:

@@ -3,7 +3,7 @@
 Run from anywhere::
 
     python bench/plans.py              # N = 1k, 10k, 100k
-    python bench/plans.py --quick      # N = 1k, 3k, 9k; exits 1 on a growth exponent > 1.3
+    python bench/plans.py --quick      # N = 3k, 9k, 27k; exits 1 on a growth exponent > 1.3
     python bench/plans.py --json bench/results/plans.json
 
 A plan is worked out from the index and the object graph alone (spec/plans.md), so its cost
@@ -25,7 +25,6 @@ exponent above 1.3 fails the run (exit status 1): a verdict on shape, not on spe
 from __future__ import annotations
 
 import gc
-import math
 import os
 import shutil
 import sys
@@ -42,14 +41,23 @@ for _path in (HERE, REPO_ROOT):  # the checkout's dtckpt and bench/_common, howe
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from _common import base_parser, header, machine_facts, repeats_from, table, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    base_parser,
+    growth_exponent,
+    header,
+    machine_facts,
+    repeats_from,
+    table,
+    write_json,
+)
 
 import dtckpt  # noqa: E402
 from dtckpt import dtensor  # noqa: E402
 
 FAIL_EXPONENT = 1.3
+RETRIES = 2  # --quick: a scenario above FAIL_EXPONENT is timed again this many times at most
 SIZES = (1_000, 10_000, 100_000)
-QUICK = (1_000, 3_000, 9_000)
+QUICK = (3_000, 9_000, 27_000)
 
 
 def best_cpu(call: Callable[[], Any], repeats: int) -> float:
@@ -63,21 +71,10 @@ def best_cpu(call: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
-def exponent(sizes: list[int], times: list[float]) -> float | None:
-    """Least-squares slope of log(time) over log(size)."""
-    points = [(math.log(n), math.log(t)) for n, t in zip(sizes, times, strict=True) if t > 0]
-    if len(points) < 2:
-        return None
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
-
-
 def object_plan(n: int, work: str, repeats: int) -> dict[str, Any]:
     saved = dtckpt.Module()
     saved.v = [dtckpt.Variable(np.float32(i)) for i in range(n)]
-    path = dtckpt.Checkpoint(m=saved).write(os.path.join(work, f"obj{n}", "ckpt"))
+    path = dtckpt.Checkpoint(m=saved).write(os.path.join(tempfile.mkdtemp(dir=work), "ckpt"))
     fresh = dtckpt.Module()
     fresh.v = [dtckpt.Variable(np.float32(0)) for _ in range(n)]
     ckpt = dtckpt.Checkpoint(m=fresh)
@@ -90,8 +87,7 @@ def object_plan(n: int, work: str, repeats: int) -> dict[str, Any]:
 
 
 def name_plan(n: int, work: str, repeats: int) -> dict[str, Any]:
-    prefix = os.path.join(work, f"names{n}", "ckpt")
-    os.makedirs(os.path.dirname(prefix))
+    prefix = os.path.join(tempfile.mkdtemp(dir=work), "ckpt")
     names = [f"t{i:07d}" for i in range(n)]
     dtckpt.save_v2(prefix, names, [""] * n, [np.float32(i) for i in range(n)])
     plan = dtensor.plan_checkpoint_restore(prefix)
@@ -100,8 +96,7 @@ def name_plan(n: int, work: str, repeats: int) -> dict[str, Any]:
 
 
 def block_plan(n: int, work: str, repeats: int) -> dict[str, Any]:
-    prefix = os.path.join(work, f"blocks{n}", "ckpt")
-    os.makedirs(os.path.dirname(prefix))
+    prefix = os.path.join(tempfile.mkdtemp(dir=work), "ckpt")
     cols = 8
     value = np.arange(n * cols, dtype=np.float32).reshape(n, cols)
     specs = [f"{n} {cols} {i},1:-" for i in range(n)]
@@ -125,7 +120,7 @@ SCENARIOS: list[tuple[str, Callable[[int, str, int], dict[str, Any]]]] = [
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(
         "How the cost of a restore plan grows with the number of entries.",
-        "N = 1k, 3k, 9k; fail on a growth exponent above 1.3",
+        "N = 3k, 9k, 27k; fail on a growth exponent above 1.3",
         3,
     )
     args = parser.parse_args(argv)
@@ -144,7 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, scenario in SCENARIOS:
             runs = [scenario(n, work, repeats) for n in sizes]
             times = [r["plan_s"] for r in runs]
-            fit = exponent(sizes, times)
+            fit = growth_exponent(sizes, times)
+            again = 0
+            while args.quick and fit is not None and fit > FAIL_EXPONENT and again < RETRIES:
+                # One slow spell can tilt a fit over three small sizes; a cost that really
+                # grows too fast stays above the limit when timed again. Each size keeps its
+                # best time of all runs.
+                again += 1
+                print(f"{name}: exponent {fit:.2f} > {FAIL_EXPONENT}, timed again ({again})")
+                for i, n in enumerate(sizes):
+                    rerun = scenario(n, work, repeats)
+                    if rerun["plan_s"] < runs[i]["plan_s"]:
+                        runs[i] = rerun
+                times = [r["plan_s"] for r in runs]
+                fit = growth_exponent(sizes, times)
             results[name] = {"sizes": sizes, "runs": runs, "exponent": fit}
             if args.quick and fit is not None and fit > FAIL_EXPONENT:
                 failures.append(f"{name}: growth exponent {fit:.2f} > {FAIL_EXPONENT}")

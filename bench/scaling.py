@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
-import math
 import os
 import shutil
 import sys
@@ -50,6 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _common import (  # noqa: E402
     base_parser,
     fmt_seconds,
+    growth_exponent,
     header,
     machine_facts,
     repeats_from,
@@ -558,19 +558,8 @@ def predict(rows: list[Row], n: int) -> float:
     if len(timed) < 2:
         return 0.0
     (n0, t0), (n1, t1) = timed[-2:]
-    slope = max(1.0, exponent([n0, n1], [t0, t1]) or 1.0)
+    slope = max(1.0, growth_exponent([n0, n1], [t0, t1]) or 1.0)
     return t1 * (n / n1) ** slope
-
-
-def exponent(sizes: list[int], times: list[float]) -> float | None:
-    """Least-squares slope of log(time) over log(size)."""
-    points = [(math.log(n), math.log(t)) for n, t in zip(sizes, times, strict=True) if t > 0]
-    if len(points) < 2:
-        return None
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
 
 
 def too_fast(fit: float | None, sizes: list[int], rows: list[Row]) -> bool:
@@ -580,7 +569,7 @@ def too_fast(fit: float | None, sizes: list[int], rows: list[Row]) -> bool:
     only the CPU time (each thread's waits count as the process's CPU)."""
     if fit is None or fit <= FAIL_EXPONENT:
         return False
-    wall = exponent(sizes, [min(r.ours) for r in rows])
+    wall = growth_exponent(sizes, [min(r.ours) for r in rows])
     return wall is None or wall > FAIL_EXPONENT
 
 
@@ -671,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             # Growth is judged on CPU time: other programs on the machine slow the wall clock
             # of one size and not another, but not the work this process does.
             cpu = [min(r.ours_cpu) for r in mine]
-            fit, top = exponent(sizes, cpu), exponent(sizes[-2:], cpu[-2:])
+            fit, top = growth_exponent(sizes, cpu), growth_exponent(sizes[-2:], cpu[-2:])
             again = 0
             while args.quick and too_fast(fit, sizes, mine) and again < RETRIES:
                 # A quick run times small N a few times: one slow spell can tilt its fit. A
@@ -684,11 +673,11 @@ def main(argv: list[str] | None = None) -> int:
                     row.ours += wall
                     row.ours_cpu += spent
                 cpu = [min(r.ours_cpu) for r in mine]
-                fit, top = exponent(sizes, cpu), exponent(sizes[-2:], cpu[-2:])
+                fit, top = growth_exponent(sizes, cpu), growth_exponent(sizes[-2:], cpu[-2:])
             best = [min(r.ours) for r in mine]
-            wall_fit = exponent(sizes, best)
+            wall_fit = growth_exponent(sizes, best)
             tf_best = [min(r.tf) for r in mine if r.tf]
-            tf_fit = exponent(sizes[: len(tf_best)], tf_best) if len(tf_best) >= 2 else None
+            tf_fit = growth_exponent(sizes[: len(tf_best)], tf_best) if len(tf_best) >= 2 else None
             flag = fit is not None and max(fit, top or 0) > FLAG_EXPONENT
             if args.quick and too_fast(fit, sizes, mine):
                 failures.append(

@@ -46,7 +46,7 @@ from .index import MAX_RANK, BundleIndex, element_count
 from .messages import BIG, LITTLE, BundleEntry, TensorSlice
 from .naming import DATA_SUFFIX_RE, data_filename, index_filename, key_bytes
 from .ordered_code import encode_tensor_name_slice
-from .slice_index import SliceIndex
+from .slice_index import Box, SliceIndex
 from .slices import full_slice, resolve
 from .streams import BundleSource, ShardFile, StoreShard, source_for
 from .strings import decode_string_tensor
@@ -57,6 +57,9 @@ _HOST_ORDER = LITTLE if np.little_endian else BIG
 _INT64_MAX = (1 << 63) - 1
 #: Data files of the same prefix named in the message about a missing one, at most.
 _SHOWN_SIBLINGS = 8
+#: What a read takes from one stored slice: the slice's box, its (entry, key), the overlap.
+_Stored = tuple[BundleEntry, bytes]
+_Piece = tuple[Box, _Stored, Box]
 #: Largest temporary buffer a read of part of a tensor uses by default: a stored slice
 #: whose bytes cannot land straight in the result is streamed through it, whole rows
 #: (dimension 0) at a time (rule R-MB-2).
@@ -474,35 +477,14 @@ class BundleReader:
         from the index alone: the plan those reads then carry out (rule F-RD-8)."""
         kb = key_bytes(key)
         entry = self.entry(kb)
-        if tensor_slice is None:
-            if not entry.slices:
-                return [ByteRange(entry.shard_id, entry.offset, entry.size, kb)]
-            tensor_slice = full_slice(len(entry.shape))
-        row = info(entry.dtype)
-        box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
-        stored = self._stored_boxes(kb, entry)
-        exact = stored.exact(box)
+        if tensor_slice is None and not entry.slices:
+            return [_whole_range(entry, kb)]
+        _, exact, pieces = self._pieces(kb, entry, tensor_slice)
         if exact is not None:
-            stored_entry, stored_key = exact[1]
-            return [ByteRange(stored_entry.shard_id, stored_entry.offset, stored_entry.size,
-                              stored_key)]  # fmt: skip
-        ranges = []
-        for stored_box, (stored_entry, stored_key), overlap in stored.overlapping(box):
-            rows = _partial_rows(stored_box, overlap, row)
-            if rows is None:
-                ranges.append(
-                    ByteRange(
-                        stored_entry.shard_id, stored_entry.offset, stored_entry.size, stored_key
-                    )  # fmt: skip
-                )
-            else:
-                start, length = rows
-                ranges.append(
-                    ByteRange(
-                        stored_entry.shard_id, stored_entry.offset + start, length, stored_key
-                    )  # fmt: skip
-                )
-        return ranges
+            return [_whole_range(*exact[1])]
+        row = info(entry.dtype)
+        return [_piece_range(stored_box, payload, overlap, row)
+                for stored_box, payload, overlap in pieces]  # fmt: skip
 
     def read_cost(
         self,
@@ -520,32 +502,50 @@ class BundleReader:
         if tensor_slice is None and not entry.slices and not row.is_string:
             # A plain entry read whole: straight into the result, nothing else allocated.
             numel = element_count(entry.shape) or 0
-            whole = [ByteRange(entry.shard_id, entry.offset, entry.size, kb)]
+            whole = [_whole_range(entry, kb)]
             return ReadCost(whole, 0 if into else numel * row.itemsize, 0, 0)
-        ranges = self.read_ranges(kb, tensor_slice)
-        if tensor_slice is None:
-            tensor_slice = full_slice(len(entry.shape))
-        box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(kb)!r}")
+        pieces: list[_Piece] = []
+        if tensor_slice is None and not entry.slices:
+            box = tuple((0, d) for d in entry.shape)
+            ranges = [_whole_range(entry, kb)]
+        else:
+            box, exact, pieces = self._pieces(kb, entry, tensor_slice)
+            ranges = [] if exact is None else [_whole_range(*exact[1])]
         shape = tuple(n for _, n in box)
         numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if row.is_string:
-            # The stored bytes, then one Python bytes object per element (their headers,
-            # about 33 bytes each, are an estimate) in an object array.
-            stored = sum(r.length for r in ranges)
-            return ReadCost(ranges, stored + numel * (8 + 33), stored, stored)
-        allocates = 0 if into else numel * row.itemsize
-        stored_boxes = self._stored_boxes(kb, entry)
-        if stored_boxes.exact(box) is not None:
-            return ReadCost(ranges, allocates, 0, 0)
+        # One walk over the pieces gives both what each reads and how it reaches the result.
         peak = least = 0
-        for stored_box, _, overlap in stored_boxes.overlapping(box):
+        for stored_box, payload, overlap in pieces:
+            ranges.append(_piece_range(stored_box, payload, overlap, row))
+            if row.is_string:
+                continue
             mode, first, count, row_bytes = _piece_mode(box, shape, stored_box, overlap, row)
             if mode == _DIRECT:
                 continue
             per_chunk = max(1, scratch // row_bytes) if row_bytes else count
             peak = max(peak, min(count, per_chunk) * row_bytes)
             least = max(least, row_bytes)
-        return ReadCost(ranges, allocates, peak, least)
+        if row.is_string:
+            # The stored bytes, then one Python bytes object per element (their headers,
+            # about 33 bytes each, are an estimate) in an object array.
+            stored = sum(r.length for r in ranges)
+            return ReadCost(ranges, stored + numel * (8 + 33), stored, stored)
+        return ReadCost(ranges, 0 if into else numel * row.itemsize, peak, least)
+
+    def _pieces(
+        self, key: bytes, entry: BundleEntry, tensor_slice: TensorSlice | None
+    ) -> tuple[Box, tuple[Box, _Stored] | None, list[_Piece]]:
+        """``(box, exact, pieces)`` of a read of ``tensor_slice`` (the whole tensor when
+        ``None``): the stored slice that is exactly the box, if one is (F-RD-5), else every
+        stored slice overlapping it with the overlap (F-RD-6)."""
+        if tensor_slice is None:
+            tensor_slice = full_slice(len(entry.shape))
+        box = resolve(tensor_slice, entry.shape, what=f"slice of {_show(key)!r}")
+        stored = self._stored_boxes(key, entry)
+        exact = stored.exact(box)
+        if exact is not None:
+            return box, exact, []
+        return box, None, stored.overlapping(box)
 
     def check_stored(
         self, key: str | bytes, entry: BundleEntry | None = None, *, expect: bool = False
@@ -573,7 +573,7 @@ class BundleReader:
 
     def _stored_boxes(  # rule F-SL-5
         self, key: bytes, entry: BundleEntry
-    ) -> SliceIndex[tuple[BundleEntry, bytes]]:
+    ) -> SliceIndex[_Stored]:
         # Resharding reads many boxes of one tensor: work out its stored slices once,
         # indexed so that each request costs what it overlaps, not every slice.
         cached = self._boxes.get(key)
@@ -704,6 +704,20 @@ def _piece_mode(
             return _DIRECT, 0, stored_shape[0] if stored_shape else 1, row_bytes
         return _WHOLE, 0, stored_shape[0] if stored_shape else 1, row_bytes
     return _ROWS, overlap[0][0] - stored_box[0][0], overlap[0][1], row_bytes
+
+
+def _whole_range(entry: BundleEntry, key: bytes) -> ByteRange:
+    """The bytes of one stored entry, read whole."""
+    return ByteRange(entry.shard_id, entry.offset, entry.size, key)
+
+
+def _piece_range(stored_box: Box, payload: _Stored, overlap: Box, row: DTypeInfo) -> ByteRange:
+    """The bytes a read needs of one stored slice overlapping it: its needed rows, or all."""
+    entry, key = payload
+    rows = _partial_rows(stored_box, overlap, row)
+    if rows is None:
+        return ByteRange(entry.shard_id, entry.offset, entry.size, key)
+    return ByteRange(entry.shard_id, entry.offset + rows[0], rows[1], key)
 
 
 def _partial_rows(
