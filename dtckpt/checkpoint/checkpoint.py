@@ -44,7 +44,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..format.bundle_reader import BundleReader
-from ..format.object_graph import ObjectGraphView, encode_object_graph
+from ..format.object_graph import ObjectGraphView
 from ..pools import collect, io_threads, submit_save
 from ..storage.urls import is_url
 from ..storage.urls import resolve as resolve_url
@@ -214,7 +214,7 @@ class Checkpoint(AutoTrackable):
         ``adopt`` receives its result on the other clients (rule P-SV-2)."""
         self._wait()
         snapshot = build_graph(self.root, self._attached())
-        graph_bytes = encode_object_graph(snapshot.graph)
+        graph_bytes = snapshot.graph_bytes
         tensors = snapshot.tensors
         callbacks = list(options.experimental_write_callbacks)
         comm = world()

@@ -18,18 +18,14 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from array import array
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, UntrackedObjectWarning
-from ..format.object_graph import (
-    ObjectReference,
-    SerializedTensor,
-    TrackableObject,
-    TrackableObjectGraph,
-)
+from ..format.object_graph import encode_node_fields, encode_nodes
 from .trackable import Trackable
 from .untracked import untracked_trackables
 from .variables import Variable
@@ -171,9 +167,10 @@ def reachable(root: Trackable, attached: dict[str, Trackable] | None = None) -> 
 
 @dataclass
 class GraphSnapshot:
-    """The object graph of a save, with the tensors in the order they are written."""
+    """The object graph of a save, encoded, with the tensors in the order they are written."""
 
-    graph: TrackableObjectGraph
+    #: The ``TrackableObjectGraph`` message (rule O-PB-1).
+    graph_bytes: bytes
     tensors: list[tuple[str, np.ndarray]]
     #: Per tensor: its object never writes into it afterwards, so a background save may
     #: keep it instead of copying it (rule O-CK-10).
@@ -181,21 +178,30 @@ class GraphSnapshot:
 
 
 def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -> GraphSnapshot:
-    """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds."""
+    """Walk breadth-first from ``root`` (rule O-GR-1) and serialize what it holds.
+
+    Each node is encoded as soon as it is reached and only its bytes are kept: a graph of N
+    objects held as N records of records would hand the cycle collector several objects per
+    variable to walk again and again while the save runs.
+    """
     walk = breadth_first(root, attached, keep_children=True)
     ids = {id(obj): node_id for node_id, obj in enumerate(walk.objects)}
     _warn_untracked(walk, ids)
-    nodes = []
+    bodies: list[bytes] = []
+    saves = bytearray(len(walk.objects))  # 1 where the node itself saves a value
+    edge_child, edge_parent = array("q"), array("q")
     tensors: list[tuple[str, np.ndarray]] = []
     stable: list[bool] = []
     known: dict[int, str] = {}  # escaped paths of the nodes keys were made under
     for node_id, obj in enumerate(walk.objects):
-        children = tuple(
-            ObjectReference(ids[id(child)], name) for name, child in walk.children[node_id].items()
-        )
+        children = [(ids[id(child)], name) for name, child in walk.children[node_id].items()]
+        for child_id, _ in children:
+            edge_child.append(child_id)
+            edge_parent.append(node_id)
         attributes = []
         values = obj._serialize_to_tensors()
         if values:
+            saves[node_id] = 1
             if walk.parent[node_id] > 0:
                 walk.key_prefix(walk.parent[node_id], known)  # kept for the siblings' keys
             prefix = walk.key_prefix(node_id, known)
@@ -203,11 +209,12 @@ def build_graph(root: Trackable, attached: dict[str, Trackable] | None = None) -
             for name, value in values.items():
                 escaped = escape_local_name(name)
                 key = attribute_key(prefix, escaped)  # escaped twice, as TF does
-                attributes.append(SerializedTensor(escaped, full_name, key))
+                attributes.append((escaped, full_name, key))
                 tensors.append((key, value))
                 stable.append(obj._values_stay_unchanged)
-        nodes.append(TrackableObject(children=children, attributes=tuple(attributes)))
-    return GraphSnapshot(_with_value_flags(nodes), tensors, stable)
+        bodies.append(encode_node_fields(children, attributes))
+    flags = _value_flags(saves, edge_child, edge_parent)
+    return GraphSnapshot(encode_nodes(bodies, (bool(f) for f in flags)), tensors, stable)
 
 
 def _warn_untracked(walk: Walk, saved: Container[int]) -> None:
@@ -245,27 +252,25 @@ def _short(obj: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _with_value_flags(nodes: list[TrackableObject]) -> TrackableObjectGraph:
-    """Rule O-GR-3: a node has values if it or anything below it saves something."""
-    parents: dict[int, set[int]] = {}
-    marked = set()
-    for node_id, node in enumerate(nodes):
-        if node.attributes or node.slot_variables or node.registered_saver is not None:
-            marked.add(node_id)
-        for child in node.children:
-            parents.setdefault(child.node_id, set()).add(node_id)
-    pending = list(marked)
+def _value_flags(saves: bytearray, edge_child: array[int], edge_parent: array[int]) -> bytearray:
+    """Rule O-GR-3: a node has values if it or anything below it saves something.
+
+    ``saves`` marks the nodes that save a value themselves; the edges run from parent to
+    child, cycles and shared children included. The marks spread from child to parent over
+    the edges sorted by child (arrays, not a list of parents per node).
+    """
+    marked = bytearray(saves)
+    if not edge_child:
+        return marked
+    child = np.frombuffer(edge_child, dtype=np.int64)
+    order = np.argsort(child, kind="stable")
+    parents = np.frombuffer(edge_parent, dtype=np.int64)[order].tolist()
+    starts = np.searchsorted(child[order], np.arange(len(saves) + 1)).tolist()
+    pending = [node for node, flag in enumerate(saves) if flag]
     while pending:
-        node_id = pending.pop()
-        for parent in parents.pop(node_id, ()):
-            if parent not in marked:
-                marked.add(parent)
+        node = pending.pop()
+        for parent in parents[starts[node] : starts[node + 1]]:
+            if not marked[parent]:
+                marked[parent] = 1
                 pending.append(parent)
-    return TrackableObjectGraph(
-        tuple(
-            TrackableObject(
-                n.children, n.attributes, n.slot_variables, n.registered_saver, i in marked
-            )
-            for i, n in enumerate(nodes)
-        )
-    )
+    return marked

@@ -56,6 +56,9 @@ __all__ = [
 VERSION = 1
 MIN_PRODUCER = 0
 _MAX_FAST_RANK = 32
+#: Indexes of at most this many entries skip the columns: their entries are decoded, with
+#: every check, one at a time when first asked for (as the columns' doubtful rows are).
+_FEW_ENTRIES = 8
 #: Indexes smaller than this are decoded by the pure-Python twins: for a few
 #: thousand entries that is quicker than importing Numba in a fresh process.
 BATCH_THRESHOLD = 64 << 10
@@ -270,10 +273,19 @@ class BundleIndex:
     def _parse_columns(
         self, data: bytes | memoryview, entry_starts: np.ndarray, entry_ends: np.ndarray
     ) -> None:
+        n = len(self.keys)
+        if n <= _FEW_ENTRIES:
+            # A bundle of a handful of entries (one per device or per merged part) costs
+            # less decoded entry by entry, with every check, when first asked for.
+            self._ok = bytearray(n)
+            self._dtype = self._shard = self._offset = self._size = self._crc = array("q")
+            self._dims_offsets, self._dims = array("q", bytes(8 * (n + 1))), array("q")
+            bounds = zip(entry_starts.tolist(), entry_ends.tolist(), strict=True)
+            self._slow_rows = {row: data[a:b] for row, (a, b) in enumerate(bounds)}
+            return
         blob = np.frombuffer(data, dtype=np.uint8)
         columns = self._kernels.parse_bundle_entries(blob, entry_starts, entry_ends)
         simple, dtype, shard, offset, size, crc, dims_offsets, dims = columns
-        n = len(self.keys)
         ranks = np.diff(dims_offsets)
         # Vectorised rule F-RD-2 for simple rows; anything doubtful takes the slow path.
         ok = simple & (ranks <= _MAX_FAST_RANK) & (dtype < len(_ITEMSIZE))

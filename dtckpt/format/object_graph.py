@@ -21,7 +21,7 @@ omitted. The node's index in ``nodes`` is its id; node 0 is the root.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -30,6 +30,8 @@ from . import wire
 from .wire import as_int32, field_bytes, field_varint, iter_fields, iter_spans
 
 __all__ = [
+    "encode_node_fields",
+    "encode_nodes",
     "ObjectReference",
     "SerializedTensor",
     "SlotVariableReference",
@@ -90,39 +92,67 @@ def _text(value: str) -> bytes:
     return value.encode("utf-8", errors="surrogateescape")
 
 
-def _encode_node(node: TrackableObject) -> bytes:
+def encode_node_fields(
+    children: Iterable[tuple[int, str]],
+    attributes: Iterable[tuple[str, str, str]],
+    slot_variables: Iterable[SlotVariableReference] = (),
+    registered_saver: RegisteredSaver | None = None,
+) -> bytes:
+    """Fields 1-4 of one ``TrackableObject`` message: children as ``(node_id, local_name)``,
+    attributes as ``(name, full_name, checkpoint_key)`` (the two records are such tuples).
+    A save encodes each node as it walks, so that a graph of N objects is never held as
+    N records (rule O-PB-1)."""
     out = []
-    for child in node.children:
-        body = field_varint(1, child.node_id) + field_bytes(2, _text(child.local_name))
+    for node_id, local_name in children:
+        body = field_varint(1, node_id) + field_bytes(2, _text(local_name))
         out.append(field_bytes(1, body, keep_empty=True))
-    for attr in node.attributes:
+    for name, full_name, checkpoint_key in attributes:
         body = (
-            field_bytes(1, _text(attr.name))
-            + field_bytes(2, _text(attr.full_name))
-            + field_bytes(3, _text(attr.checkpoint_key))
+            field_bytes(1, _text(name))
+            + field_bytes(2, _text(full_name))
+            + field_bytes(3, _text(checkpoint_key))
         )
         out.append(field_bytes(2, body, keep_empty=True))
-    for slot in node.slot_variables:
+    for slot in slot_variables:
         body = (
             field_varint(1, slot.original_variable_node_id)
             + field_bytes(2, _text(slot.slot_name))
             + field_varint(3, slot.slot_variable_node_id)
         )
         out.append(field_bytes(3, body, keep_empty=True))
-    if node.registered_saver is not None:
-        saver = node.registered_saver
+    if registered_saver is not None:
+        saver = registered_saver
         body = field_bytes(1, _text(saver.name)) + field_bytes(2, _text(saver.object_name))
         out.append(field_bytes(4, body, keep_empty=True))
-    if node.has_checkpoint_values is not None:
-        out.append(
-            field_bytes(5, field_varint(1, int(node.has_checkpoint_values)), keep_empty=True)
-        )
     return b"".join(out)
+
+
+#: Field 5 of a node (``has_checkpoint_values``), absent, false or true.
+_VALUE_FLAG = {
+    None: b"",
+    False: field_bytes(5, field_varint(1, 0), keep_empty=True),
+    True: field_bytes(5, field_varint(1, 1), keep_empty=True),
+}
+
+
+def encode_nodes(fields: Iterable[bytes], has_values: Iterable[bool | None]) -> bytes:
+    """The graph message from each node's :func:`encode_node_fields` and value flag."""
+    return b"".join(
+        field_bytes(1, body + _VALUE_FLAG[flag], keep_empty=True)
+        for body, flag in zip(fields, has_values, strict=True)
+    )
 
 
 def encode_object_graph(graph: TrackableObjectGraph) -> bytes:
     """Serialize as TensorFlow does (rule O-PB-1)."""
-    return b"".join(field_bytes(1, _encode_node(n), keep_empty=True) for n in graph.nodes)
+    nodes = graph.nodes
+    return encode_nodes(
+        (
+            encode_node_fields(n.children, n.attributes, n.slot_variables, n.registered_saver)
+            for n in nodes
+        ),
+        (n.has_checkpoint_values for n in nodes),
+    )
 
 
 def _string(value: object) -> str:

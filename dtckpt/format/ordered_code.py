@@ -52,6 +52,12 @@ _SIGNED_HEADER = [
     (0xFF, 0xC0),
 ]
 _MAX_SIGNED_BYTES = 10
+# The same masks placed over a code of each length, and the value bits each length keeps.
+_SIGNED_HEADER_BITS = [0] + [
+    (first << 8 * (n - 1)) | (second << 8 * (n - 2) if n > 1 else 0)
+    for n, (first, second) in enumerate(_SIGNED_HEADER[1:], start=1)
+]
+_SIGNED_MASK = [(1 << 8 * n) - 1 for n in range(_MAX_SIGNED_BYTES + 1)]
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -122,13 +128,10 @@ def encode_signed_num_increasing(value: int) -> bytes:
     if x < 64:
         return bytes(((value & 0xFF) ^ 0x80,))
     length = _SIGNED_LENGTH[x.bit_length()]
-    raw = bytearray((value & ((1 << 80) - 1)).to_bytes(_MAX_SIGNED_BYTES, "big"))
-    code = raw[_MAX_SIGNED_BYTES - length :]
-    first, second = _SIGNED_HEADER[length]
-    code[0] ^= first
-    if length > 1:
-        code[1] ^= second
-    return bytes(code)
+    # The value's two's-complement bytes, as many as the code is long, with the header
+    # XOR-ed over its first two.
+    code = (value & _SIGNED_MASK[length]) ^ _SIGNED_HEADER_BITS[length]
+    return code.to_bytes(length, "big")
 
 
 def decode_signed_num_increasing(buf: bytes, pos: int) -> tuple[int, int]:

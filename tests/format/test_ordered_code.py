@@ -86,3 +86,14 @@ def test_decode_tensor_name_slice_rejects_garbage() -> None:
         decode_tensor_name_slice(encode_tensor_name_slice(b"a", ((0, 1),)) + b"\x80")
     with pytest.raises(DataLossError):
         decode_tensor_name_slice(b"\x00a\x00\x01\x09")
+
+
+def test_signed_codes_at_every_length_boundary() -> None:
+    # The values either side of each power of two reach every code length, both signs.
+    near = {b + d for k in range(64) for b in (1 << k, -(1 << k)) for d in (-1, 0, 1)}
+    values = sorted(v for v in near if -(2**63) <= v < 2**63)
+    codes = [encode_signed_num_increasing(v) for v in values]
+    assert codes == sorted(codes)
+    assert {len(c) for c in codes} == set(range(1, 11))
+    for code, v in zip(codes, values):
+        assert decode_signed_num_increasing(code, 0) == (v, len(code))

@@ -174,6 +174,17 @@ def _batch_threshold(threshold: int) -> Iterator[None]:
         index_module.BATCH_THRESHOLD = saved
 
 
+@contextlib.contextmanager
+def _columns_always() -> Iterator[None]:
+    """Make ``BundleIndex`` decode even a few entries into columns (not one by one)."""
+    saved = index_module._FEW_ENTRIES
+    index_module._FEW_ENTRIES = -1
+    try:
+        yield
+    finally:
+        index_module._FEW_ENTRIES = saved
+
+
 def _located_outcome(fn: Callable[..., Any], *args: Any) -> Any:
     value = _outcome(fn, *args)
     if _failed(value):
@@ -190,14 +201,19 @@ def _index_view(data: bytes) -> tuple[Any, ...]:
 
 
 def index_target(data: bytes) -> None:
-    """``BundleIndex`` on the repaired bytes, every entry and listing, three ways.
+    """``BundleIndex`` on the repaired bytes, every entry and listing, four ways.
 
-    The small-index path (NumPy twins) is the one atheris instruments; the bulk path (Numba,
-    normally used from 64 KiB on) runs on the same bytes and must say the same; and where the
-    index decodes, the generic table and protobuf decoders must read the same keys and entries.
+    The small-index path (NumPy twins) is the one atheris instruments; an index of a few
+    entries is also decoded into columns, as bigger ones are, and must say the same; the bulk
+    path (Numba, normally used from 64 KiB on) runs on the same bytes and must say the same;
+    and where the index decodes, the generic table and protobuf decoders must read the same
+    keys and entries.
     """
     fixed = fix_table_checksums(data)
     view = _located_outcome(_index_view, fixed)
+    with _columns_always():
+        columns = _located_outcome(_index_view, fixed)
+    _same("an index of a few entries decoded one by one and into columns", view, columns)
     if jit_kernels() is not None:
         with _batch_threshold(0):
             bulk = _outcome(_index_view, fixed)
