@@ -394,23 +394,24 @@ class _Save:
 def _part_bytes(part: Part) -> int:
     """The bytes of array data a part writes (other values count as nothing)."""
     total = 0
-    for item in part.items:
-        value = item.value if item.block is None else item.value.local_block(part.device)
-        total += getattr(value, "nbytes", 0)
+    for _, value, block in part.items:
+        data = value if block is None else value.local_block(part.device)
+        total += getattr(data, "nbytes", 0)
     return total
 
 
 def _add(writer: DataFileWriter, item: Item, device: int | None) -> None:
     """One entry of a part: a whole value, or one block of a sharded value."""
-    if item.block is None:
-        writer.add(item.key, item.value)
+    key, value, block = item
+    if block is None:
+        writer.add(key, value)
         return
     assert device is not None  # blocks belong to device parts (plan_parts)
-    data = item.value.local_block(device)
-    if item.block.box is None:  # a replicated value, stored whole
-        writer.add(item.key, data)
+    data = value.local_block(device)
+    if block.box is None:  # a replicated value, stored whole
+        writer.add(key, data)
     else:
-        writer.add_slice(item.key, tuple(item.value.shape), item.block.box, data)
+        writer.add_slice(key, tuple(value.shape), block.box, data)
 
 
 def _remove_if_present(path: str) -> None:

@@ -127,13 +127,11 @@ def is_sharded(value: Any) -> bool:
     return isinstance(value, ShardedValue)
 
 
-@dataclass(frozen=True)
-class Item:
-    """One entry of a part: a whole value (``block`` None) or one block of a sharded value."""
-
-    key: str
-    value: Any
-    block: Block | None = None
+#: One entry of a part, ``(key, value, block)``: a whole value (``block`` None) or one block of
+#: a sharded value. A plain tuple: a save of N variables holds N of them while it writes, and
+#: the cycle collector stops walking a tuple of a string, an array and ``None`` (it does not
+#: for a class's instances or a named tuple).
+Item = tuple[str, Any, "Block | None"]
 
 
 @dataclass
@@ -166,7 +164,7 @@ def plan_parts(
         raise InvalidArgumentError(f"writers must be one of {WRITERS}, not {writers!r}")
     placements = {id(v.placement): v.placement for _, v in tensors if is_sharded(v)}
     if not placements:
-        return [Part(None, 0, [Item(key, value) for key, value in tensors])]
+        return [Part(None, 0, [(key, value, None) for key, value in tensors])]
     placement = _one_placement(list(placements.values()))
     chooser = _balanced(tensors) if writers == "balanced" else None
     per_device: dict[int, list[Item]] = {}
@@ -175,11 +173,11 @@ def plan_parts(
         if is_sharded(value):
             for block in value.stored_blocks():
                 device = block.holder if chooser is None else chooser(value, block)
-                per_device.setdefault(device, []).append(Item(key, value, block))
+                per_device.setdefault(device, []).append((key, value, block))
         elif regular_on_device_zero:
-            per_device.setdefault(0, []).append(Item(key, value))
+            per_device.setdefault(0, []).append((key, value, None))
         else:
-            regular.append(Item(key, value))
+            regular.append((key, value, None))
     sharded_first = is_sharded(tensors[0][1])
     parts: list[Part] = []
     for device in sorted(per_device):
