@@ -50,7 +50,7 @@ from .slice_index import Box, SliceIndex
 from .slices import full_slice, resolve
 from .streams import BundleSource, ShardFile, StoreShard, source_for
 from .strings import decode_string_tensor
-from .tiling import tiling_problem
+from .tiling import box_volume, tiling_problem
 
 __all__ = ["BundleReader", "ByteRange", "ReadCost", "MAX_RANK", "READ_SCRATCH"]
 _HOST_ORDER = LITTLE if np.little_endian else BIG
@@ -741,16 +741,14 @@ def _piece_mode(
     row: DTypeInfo,
 ) -> tuple[int, int, int, int]:
     """``(mode, first_row, rows, row_bytes)`` of one piece of a read (rules F-RD-6, R-MB-2)."""
-    extent = tuple(n for _, n in overlap)
     stored_shape = tuple(n for _, n in stored_box)
-    dst_origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
     row_bytes = row.itemsize
     for n in stored_shape[1:]:
         row_bytes *= n
+    if _landing(box, out_shape, stored_box, overlap) is not None:
+        return _DIRECT, 0, stored_shape[0] if stored_shape else 1, row_bytes
     rows = _partial_rows(stored_box, overlap, row)
     if rows is None:
-        if extent == stored_shape and _is_contiguous_box(out_shape, dst_origin, extent):
-            return _DIRECT, 0, stored_shape[0] if stored_shape else 1, row_bytes
         return _WHOLE, 0, stored_shape[0] if stored_shape else 1, row_bytes
     return _ROWS, overlap[0][0] - stored_box[0][0], overlap[0][1], row_bytes
 
@@ -769,23 +767,29 @@ def _piece_range(stored_box: Box, payload: _Stored, overlap: Box, row: DTypeInfo
     return ByteRange(entry.shard_id, entry.offset + rows[0], rows[1], key)
 
 
-def _direct_landing(
-    box: Box, out_shape: tuple[int, ...], piece: tuple[Box, BundleEntry, bytes, Box], row: DTypeInfo
-) -> int | None:
-    """Where (a byte of the result, flattened) a stored slice lands when it lands whole in one
-    contiguous run of the result (mode ``_DIRECT`` of :func:`_piece_mode`), else ``None``."""
-    stored_box, entry, _, overlap = piece
+def _landing(box: Box, out_shape: tuple[int, ...], stored_box: Box, overlap: Box) -> int | None:
+    """The element of the result, flattened, where a stored slice lands when all of it lands
+    in one contiguous run of the result (mode ``_DIRECT``), else ``None``."""
     if overlap != stored_box:
         return None
     extent = tuple(n for _, n in overlap)
     origin = tuple(o - b for (o, _), (b, _) in zip(overlap, box, strict=True))
     if not _is_contiguous_box(out_shape, origin, extent):
         return None
-    at, numel = 0, 1
-    for o, d, n in zip(origin, out_shape, extent, strict=True):
+    at = 0
+    for o, d in zip(origin, out_shape, strict=True):
         at = at * d + o
-        numel *= n
-    if entry.size != numel * row.itemsize:
+    return at
+
+
+def _direct_landing(
+    box: Box, out_shape: tuple[int, ...], piece: tuple[Box, BundleEntry, bytes, Box], row: DTypeInfo
+) -> int | None:
+    """The byte of the result, flattened, where a piece read straight into it lands
+    (:func:`_landing`), when its entry holds exactly those bytes; else ``None``."""
+    stored_box, entry, _, overlap = piece
+    at = _landing(box, out_shape, stored_box, overlap)
+    if at is None or entry.size != box_volume(stored_box) * row.itemsize:
         return None
     return at * row.itemsize
 
@@ -849,12 +853,7 @@ def _check_tiling(
     """The pieces must cover ``box`` exactly once (TF's ``TensorSliceSet`` rules; F-SL-7).
     ``disjoint``: no two can overlap (slices on one grid), so that covering the box's volume
     is covering it."""
-    covered = 0
-    for overlap in overlaps:
-        volume = 1
-        for _, n in overlap:
-            volume *= n
-        covered += volume
+    covered = sum(box_volume(overlap) for overlap in overlaps)
     numel = 0 if any(n == 0 for _, n in box) else 1
     for _, n in box:
         numel *= n

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["tiling_problem", "CORNER_BUDGET"]
+__all__ = ["box_volume", "tiling_problem", "CORNER_BUDGET"]
 
 Box = tuple[tuple[int, int], ...]
 
@@ -39,7 +39,8 @@ Box = tuple[tuple[int, int], ...]
 CORNER_BUDGET = 1 << 22
 
 
-def _volume(box: Sequence[tuple[int, int]]) -> int:
+def box_volume(box: Sequence[tuple[int, int]]) -> int:
+    """The number of elements of a concrete box ``((start, length), ...)``."""
     n = 1
     for _, length in box:
         n *= length
@@ -53,9 +54,9 @@ def tiling_problem(region: Sequence[tuple[int, int]], boxes: Sequence[Box]) -> s
     are expected inside it. The answer is exact whatever the boxes.
     """
     region = tuple((int(s), int(n)) for s, n in region)
-    numel = _volume(region)
-    live = [b for b in boxes if _volume(b) > 0]
-    volume = sum(_volume(b) for b in live)
+    numel = box_volume(region)
+    live = [b for b in boxes if box_volume(b) > 0]
+    volume = sum(box_volume(b) for b in live)
     if volume > numel:
         return f"stored slices overlap: they hold {volume} elements, the tensor {numel}"
     if volume < numel:
